@@ -1,0 +1,175 @@
+//! Client → server requests, one struct per event, and the event names.
+//!
+//! Unknown fields are ignored so that newer clients may add optional fields.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::body::Body;
+use crate::error::ValidationError;
+use crate::ids::{ClientId, RoomId, Seq, UserId};
+use crate::limits::{MAX_PRESENCE_USERS, MAX_SYNC_LIMIT};
+
+/// Event names of the client → server requests.
+pub mod names {
+    /// `room:join`
+    pub const ROOM_JOIN: &str = "room:join";
+    /// `room:leave`
+    pub const ROOM_LEAVE: &str = "room:leave";
+    /// `message:send`
+    pub const MESSAGE_SEND: &str = "message:send";
+    /// `message:sync`
+    pub const MESSAGE_SYNC: &str = "message:sync";
+    /// `receipt:delivered`
+    pub const RECEIPT_DELIVERED: &str = "receipt:delivered";
+    /// `receipt:read`
+    pub const RECEIPT_READ: &str = "receipt:read";
+    /// `typing:start`
+    pub const TYPING_START: &str = "typing:start";
+    /// `typing:stop`
+    pub const TYPING_STOP: &str = "typing:stop";
+    /// `presence:get`
+    pub const PRESENCE_GET: &str = "presence:get";
+}
+
+/// The argument of `room:join`, `room:leave`, `typing:start` and `typing:stop`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRequest {
+    /// The room.
+    pub room: RoomId,
+}
+
+/// `room:join`.
+pub type JoinRoom = RoomRequest;
+/// `room:leave`.
+pub type LeaveRoom = RoomRequest;
+/// `typing:start` and `typing:stop`.
+pub type Typing = RoomRequest;
+
+/// `message:send`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMessage {
+    /// The room to send to.
+    pub room: RoomId,
+    /// The sender's idempotency key.
+    pub client_id: ClientId,
+    /// The text.
+    pub body: Body,
+    /// The `seq` of the message this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Seq>,
+}
+
+/// `message:sync`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncMessages {
+    /// The room.
+    pub room: RoomId,
+    /// Messages with a `seq` greater than this are returned.
+    pub after_seq: Seq,
+    /// How many at most (1–500, default 100).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "sync_limit"
+    )]
+    pub limit: Option<u32>,
+}
+
+fn sync_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let limit = Option::<u32>::deserialize(deserializer)?;
+    match limit {
+        Some(n) if n == 0 || n > MAX_SYNC_LIMIT => {
+            Err(serde::de::Error::custom(ValidationError::OutOfRange {
+                what: "limit",
+                min: 1,
+                max: u64::from(MAX_SYNC_LIMIT),
+            }))
+        }
+        other => Ok(other),
+    }
+}
+
+/// `receipt:delivered` and `receipt:read`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The room.
+    pub room: RoomId,
+    /// The watermark to move to (capped at the room's `last_seq`).
+    pub up_to_seq: Seq,
+}
+
+/// `presence:get`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceGet {
+    /// The users asked about (at most 100).
+    #[serde(deserialize_with = "presence_users")]
+    pub users: Vec<UserId>,
+}
+
+fn presence_users<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<UserId>, D::Error> {
+    let users = Vec::<UserId>::deserialize(deserializer)?;
+    if users.len() > MAX_PRESENCE_USERS {
+        return Err(serde::de::Error::custom(ValidationError::TooMany {
+            what: "users",
+            len: users.len(),
+            max: MAX_PRESENCE_USERS,
+        }));
+    }
+    Ok(users)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{decode_request, ErrorCode};
+    use serde_json::json;
+
+    #[test]
+    fn oversized_body_is_too_large_and_bad_shape_is_invalid() {
+        let big = "x".repeat(4_001);
+        let err = decode_request::<SendMessage>(json!({
+            "room": "r", "client_id": ClientId::new_random(), "body": big
+        }))
+        .expect_err("too long");
+        assert_eq!(err.code, ErrorCode::TooLarge);
+
+        let err = decode_request::<SendMessage>(json!({
+            "room": "r", "client_id": "nope", "body": "hi"
+        }))
+        .expect_err("bad uuid");
+        assert_eq!(err.code, ErrorCode::InvalidPayload);
+
+        let err = decode_request::<SendMessage>(json!("just a string")).expect_err("not object");
+        assert_eq!(err.code, ErrorCode::InvalidPayload);
+    }
+
+    #[test]
+    fn sync_limit_is_range_checked() {
+        let ok: SyncMessages =
+            decode_request(json!({"room": "r", "after_seq": 0})).expect("no limit");
+        assert_eq!(ok.limit, None);
+        assert!(
+            decode_request::<SyncMessages>(json!({"room": "r", "after_seq": 0, "limit": 0}))
+                .is_err()
+        );
+        assert!(
+            decode_request::<SyncMessages>(json!({"room": "r", "after_seq": 0, "limit": 501}))
+                .is_err()
+        );
+        assert!(decode_request::<SyncMessages>(json!({"room": "r", "after_seq": -1})).is_err());
+    }
+
+    #[test]
+    fn presence_get_caps_the_user_list() {
+        let users: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
+        let err = decode_request::<PresenceGet>(json!({ "users": users })).expect_err("101 users");
+        assert_eq!(err.code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let req: Receipt =
+            decode_request(json!({"room": "r", "up_to_seq": 3, "extra": true})).expect("lenient");
+        assert_eq!(req.up_to_seq, 3);
+    }
+}

@@ -1,0 +1,2 @@
+//! The chat client SDK.
+#![warn(missing_docs)]

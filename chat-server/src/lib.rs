@@ -1,0 +1,2 @@
+//! The reference chat server.
+#![warn(missing_docs)]
