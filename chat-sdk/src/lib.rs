@@ -1,2 +1,60 @@
-//! The chat client SDK.
+//! The chat client SDK: a persistent outbox, reconnects that lose nothing, typed events.
+//!
+//! A [`Client`] speaks the chat protocol (Socket.IO v4, see `docs/protocol.md`) to a server.
+//! What it adds over a bare Socket.IO client:
+//!
+//! - **Nothing sent is lost.** [`Client::send`] writes the message to a local SQLite outbox
+//!   before returning. The outbox sends one message at a time, in order, and resends after
+//!   any failure with the same `client_id`, which the server deduplicates — so each message
+//!   is stored exactly once, in the order it was queued, whatever the network does.
+//! - **Nothing received is lost or doubled.** Per room the client tracks the last contiguous
+//!   `seq` it handed over, fills gaps with `message:sync`, drops duplicates, and catches up
+//!   after every reconnect.
+//! - **Reconnection is owned here**, with backoff, jitter and a cap, a health check, a
+//!   bounded connect timeout, and a typed error for a refused token.
+//! - **One typed event stream** ([`ChatEvent`]) with local echo and per-message status
+//!   (`Queued → Sending → Sent → Delivered → Read`, or `Failed`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use chat_sdk::{ChatEvent, Client};
+//!
+//! let (client, mut events) = Client::builder("http://127.0.0.1:3000", "<jwt>")
+//!     .store_path("alice.db")
+//!     .connect()
+//!     .await?;
+//! let room = "general".parse()?;
+//! client.join(&room).await?;
+//! client.send(&room, "hello")?;
+//! while let Some(event) = events.recv().await {
+//!     if let ChatEvent::Message(message) = event {
+//!         println!("#{} {}: {}", message.seq, message.sender, message.body);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! What is promised, exactly, is written in `docs/delivery-guarantees.md`.
 #![warn(missing_docs)]
+
+mod client;
+mod config;
+pub mod error;
+mod event;
+mod inner;
+mod outbox;
+mod session;
+pub mod state;
+mod status;
+mod store;
+mod supervisor;
+pub mod transport;
+pub mod typing;
+
+pub use chat_protocol;
+pub use client::{Client, ClientBuilder};
+pub use config::{RetryPolicy, TokenFuture};
+pub use error::{ConnectError, OutboxError, RequestError, SendError, StoreError, TransportError};
+pub use event::{ChatEvent, Events};
+pub use state::{ConnectionState, DisconnectReason, FailureReason, MessageState, OutgoingMessage};
+pub use transport::{Connection, SocketIoTransport, Transport};

@@ -1,0 +1,686 @@
+//! The public face of the SDK: [`ClientBuilder`] and [`Client`].
+//!
+//! A `Client` is a cheap handle (clone it freely) onto one running client: its store, its
+//! supervisor task and its event stream. Dropping the last handle shuts the client down;
+//! [`Client::close`] does so and waits for it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use chat_protocol::requests::{names, PresenceGet, Receipt, RoomRequest, SyncMessages};
+use chat_protocol::results::{JoinResult, LeaveResult, PresenceResult, ReadResult, SyncResult};
+use chat_protocol::{Body, ClientId, Presence, RoomId, Seq, UserId};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Config, RetryPolicy, TokenFuture};
+use crate::error::{ConnectError, OutboxError, RequestError, SendError, StoreError};
+use crate::event::{ChatEvent, Events};
+use crate::inner::{lock, Inner};
+use crate::outbox;
+use crate::session;
+use crate::state::{ConnectionState, MessageState, OutgoingMessage};
+use crate::store::Store;
+use crate::supervisor;
+use crate::transport::{SocketIoTransport, Transport};
+use crate::typing;
+
+/// Where the client keeps its outbox and room positions.
+#[derive(Clone, Debug)]
+enum StoreChoice {
+    Unset,
+    File(PathBuf),
+    Memory,
+}
+
+/// Configures and starts a [`Client`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use chat_sdk::Client;
+///
+/// let (client, mut events) = Client::builder("http://127.0.0.1:3000", "<jwt>")
+///     .store_path("alice.outbox.db")
+///     .ack_timeout(Duration::from_secs(3))
+///     .connect()
+///     .await?;
+/// # drop((client, events)); Ok(()) }
+/// ```
+pub struct ClientBuilder {
+    urls: Vec<String>,
+    token: String,
+    device: Option<String>,
+    token_refresh: Option<config::TokenRefresh>,
+    store: StoreChoice,
+    retry: RetryPolicy,
+    ack_timeout: Duration,
+    connect_timeout: Duration,
+    health_interval: Duration,
+    outbox_capacity: usize,
+    ttl: Option<Duration>,
+    transport: Arc<dyn Transport>,
+    inbound_capacity: usize,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("urls", &self.urls)
+            .field("store", &self.store)
+            .field("retry", &self.retry)
+            .field("ack_timeout", &self.ack_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `sub` claim of a JWT, read without checking the signature (the server checks it):
+/// the SDK needs to know which member of a room is itself.
+fn token_subject(token: &str) -> Option<UserId> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    UserId::new(claims.get("sub")?.as_str()?).ok()
+}
+
+impl ClientBuilder {
+    fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            urls: vec![url.into()],
+            token: token.into(),
+            device: None,
+            token_refresh: None,
+            store: StoreChoice::Unset,
+            retry: RetryPolicy::default(),
+            ack_timeout: config::DEFAULT_ACK_TIMEOUT,
+            connect_timeout: config::DEFAULT_CONNECT_TIMEOUT,
+            health_interval: config::DEFAULT_HEALTH_INTERVAL,
+            outbox_capacity: config::DEFAULT_OUTBOX_CAPACITY,
+            ttl: None,
+            transport: Arc::new(SocketIoTransport),
+            inbound_capacity: config::DEFAULT_INBOUND_CAPACITY,
+        }
+    }
+
+    /// Adds a URL to fail over to: attempts rotate through the URLs in order.
+    pub fn fallback_url(mut self, url: impl Into<String>) -> Self {
+        self.urls.push(url.into());
+        self
+    }
+
+    /// Names this device in the handshake's `auth` object.
+    pub fn device(mut self, device: impl Into<String>) -> Self {
+        self.device = Some(device.into());
+        self
+    }
+
+    /// A hook called when the server refuses the token; it returns a fresh one.
+    ///
+    /// ```
+    /// use chat_sdk::Client;
+    ///
+    /// let builder = Client::builder("http://127.0.0.1:3000", "old")
+    ///     .in_memory()
+    ///     .token_refresh(|| async { Ok::<_, String>("fresh".to_owned()) });
+    /// # drop(builder);
+    /// ```
+    pub fn token_refresh<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<String, String>> + Send + 'static,
+    {
+        self.token_refresh = Some(Arc::new(move || -> TokenFuture { Box::pin(hook()) }));
+        self
+    }
+
+    /// Keeps the outbox and room positions in the SQLite file at `path` (created if
+    /// missing). Use one file per user and device.
+    pub fn store_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = StoreChoice::File(path.into());
+        self
+    }
+
+    /// Keeps the outbox in memory only: queued messages die with the process.
+    pub fn in_memory(mut self) -> Self {
+        self.store = StoreChoice::Memory;
+        self
+    }
+
+    /// Backoff between reconnect attempts and after `internal` errors.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// How long a request waits for its ack before the connection is torn down
+    /// (default 5 s).
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.ack_timeout = timeout;
+        self
+    }
+
+    /// How long one connection attempt (TCP, WebSocket, Socket.IO handshake) may take
+    /// (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// After this long without hearing from the server, a probe request checks the link
+    /// (default 5 s). A blackholed link is noticed after this plus the ack timeout.
+    pub fn health_interval(mut self, interval: Duration) -> Self {
+        self.health_interval = interval;
+        self
+    }
+
+    /// Most unsent (queued, sending or failed) messages the outbox holds (default 10,000);
+    /// past it `send` fails with [`SendError::OutboxFull`].
+    pub fn outbox_capacity(mut self, capacity: usize) -> Self {
+        self.outbox_capacity = capacity;
+        self
+    }
+
+    /// A message not acknowledged within `ttl` of being queued becomes
+    /// `Failed { Expired }` instead of being sent (default: no limit).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Replaces the transport (default [`SocketIoTransport`]).
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    fn build(self) -> Result<(Arc<Inner>, Events), ConnectError> {
+        if self.urls.is_empty() || self.urls.iter().any(|u| u.trim().is_empty()) {
+            return Err(ConnectError::Config("a server URL is required".into()));
+        }
+        let store = match &self.store {
+            StoreChoice::Unset => {
+                return Err(ConnectError::Config(
+                    "choose where the outbox lives: store_path(..) or in_memory()".into(),
+                ))
+            }
+            StoreChoice::File(path) => Store::open(path)?,
+            StoreChoice::Memory => Store::in_memory()?,
+        };
+        let me = token_subject(&self.token);
+        let config = Config {
+            urls: self.urls,
+            device: self.device,
+            token_refresh: self.token_refresh,
+            retry: self.retry,
+            ack_timeout: self.ack_timeout,
+            connect_timeout: self.connect_timeout,
+            health_interval: self.health_interval,
+            outbox_capacity: self.outbox_capacity,
+            ttl: self.ttl,
+            transport: self.transport,
+            inbound_capacity: self.inbound_capacity,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner::new(config, store, self.token, me, tx));
+        {
+            let mut rooms = lock(&inner.rooms);
+            for stored in inner.store.rooms()? {
+                let view = rooms.entry(stored.room).or_default();
+                view.joined = stored.joined;
+                view.last_seq = stored.last_seq;
+            }
+        }
+        Ok((inner, Events { rx }))
+    }
+
+    fn launch(inner: Arc<Inner>, first: Option<supervisor::FirstOutcome>) -> Client {
+        let supervisor = tokio::spawn(supervisor::run(inner.clone(), first));
+        tokio::spawn(supervisor::expiry_ticker(inner.clone()));
+        // Messages left from a previous run may expire or wait for the connection.
+        outbox::trigger(&inner);
+        Client {
+            handle: Arc::new(Handle {
+                inner,
+                supervisor: std::sync::Mutex::new(Some(supervisor)),
+            }),
+        }
+    }
+
+    /// Starts the client and returns at once; it connects (and reconnects) in the
+    /// background. Use this to work offline: `send` queues, and the outbox flushes when the
+    /// connection comes up. Fails only on a bad configuration or an unusable store.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (client, _events) = chat_sdk::Client::builder("http://127.0.0.1:3000", "<jwt>")
+    ///     .store_path("outbox.db")
+    ///     .start()?;
+    /// client.send(&"general".parse()?, "queued even if the server is down")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn start(self) -> Result<(Client, Events), ConnectError> {
+        let (inner, events) = self.build()?;
+        Ok((Self::launch(inner, None), events))
+    }
+
+    /// Starts the client and waits for the first connection. Fails with
+    /// [`ConnectError::Unauthorized`] when the server refuses the token (and no refresh
+    /// hook fixed it), [`ConnectError::Unreachable`] when no URL answered within the connect
+    /// timeout.
+    ///
+    /// ```no_run
+    /// # async fn demo() {
+    /// use chat_sdk::{Client, ConnectError};
+    ///
+    /// match Client::builder("http://127.0.0.1:3000", "expired").in_memory().connect().await {
+    ///     Ok((client, _events)) => drop(client),
+    ///     Err(ConnectError::Unauthorized(why)) => eprintln!("log in again: {why}"),
+    ///     Err(other) => eprintln!("{other}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn connect(self) -> Result<(Client, Events), ConnectError> {
+        let (inner, events) = self.build()?;
+        let (tx, rx) = oneshot::channel();
+        let client = Self::launch(inner, Some(tx));
+        match rx.await {
+            Ok(Ok(())) => Ok((client, events)),
+            Ok(Err(err)) => {
+                client.close().await;
+                Err(err)
+            }
+            Err(_) => {
+                client.close().await;
+                Err(ConnectError::Config(
+                    "the client stopped before connecting".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// Owns the background tasks; dropping the last handle shuts them down.
+#[derive(Debug)]
+struct Handle {
+    inner: Arc<Inner>,
+    supervisor: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.inner.shutdown.cancel();
+    }
+}
+
+/// A connected (or connecting) chat client.
+///
+/// All methods are safe to call from many tasks at once. Outgoing messages go through the
+/// persistent outbox; incoming events arrive on the [`Events`] stream returned with the
+/// client.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use chat_sdk::{ChatEvent, Client};
+///
+/// let (client, mut events) = Client::builder("http://127.0.0.1:3000", "<jwt>")
+///     .store_path("alice.db")
+///     .connect()
+///     .await?;
+/// let room = "general".parse()?;
+/// client.join(&room).await?;
+/// let id = client.send(&room, "hello")?;
+/// while let Some(event) = events.recv().await {
+///     match event {
+///         ChatEvent::Message(m) => println!("{}: {}", m.sender, m.body),
+///         ChatEvent::Status { client_id, state, .. } if client_id == id => println!("{state}"),
+///         _ => {}
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Client {
+    handle: Arc<Handle>,
+}
+
+impl Client {
+    /// A builder for a client of the server at `url` (`http://host:port`) with `token`
+    /// (a JWT whose `sub` is the user).
+    pub fn builder(url: impl Into<String>, token: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url, token)
+    }
+
+    fn inner(&self) -> &Arc<Inner> {
+        &self.handle.inner
+    }
+
+    /// The user this client speaks for, read from the token's `sub` claim.
+    pub fn user(&self) -> Option<&UserId> {
+        self.inner().me.as_ref()
+    }
+
+    /// Queues `text` for `room` and returns its id. The message is on disk when this
+    /// returns; it is sent as soon as (and whenever) the connection allows, exactly once,
+    /// after every earlier message of this client. Its progress arrives as
+    /// [`ChatEvent::Status`] events.
+    ///
+    /// ```no_run
+    /// # fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let id = client.send(&"general".parse()?, "hello")?;
+    /// println!("queued {id}");
+    /// # Ok(()) }
+    /// ```
+    pub fn send(&self, room: &RoomId, text: impl Into<String>) -> Result<ClientId, SendError> {
+        self.send_message(room, text, None)
+    }
+
+    /// Like [`Client::send`], answering the message with `seq` `reply_to`.
+    pub fn reply(
+        &self,
+        room: &RoomId,
+        text: impl Into<String>,
+        reply_to: Seq,
+    ) -> Result<ClientId, SendError> {
+        self.send_message(room, text, Some(reply_to))
+    }
+
+    fn send_message(
+        &self,
+        room: &RoomId,
+        text: impl Into<String>,
+        reply_to: Option<Seq>,
+    ) -> Result<ClientId, SendError> {
+        let inner = self.inner();
+        let body = Body::new(text)?;
+        let message = OutgoingMessage {
+            client_id: ClientId::new_random(),
+            room: room.clone(),
+            body: body.into(),
+            reply_to,
+            queued_at: outbox::now_ms(),
+            attempts: 0,
+            state: MessageState::Queued,
+        };
+        if !inner.store.insert(&message, inner.config.outbox_capacity)? {
+            return Err(SendError::OutboxFull {
+                capacity: inner.config.outbox_capacity,
+            });
+        }
+        inner.emit(ChatEvent::Queued(message.clone()));
+        outbox::trigger(inner);
+        if lock(&inner.typing).contains_key(room) {
+            let inner = inner.clone();
+            let room = room.clone();
+            tokio::spawn(async move { typing::stop(&inner, &room).await });
+        }
+        Ok(message.client_id)
+    }
+
+    /// Joins `room` (membership is durable on the server) and catches up on it: messages
+    /// after this client's last position (or, the first time, after the user's delivered
+    /// watermark) arrive on the event stream. The room is re-joined after every reconnect.
+    /// Offline, the room is remembered and joined on connect, and
+    /// [`RequestError::NotConnected`] is returned.
+    pub async fn join(&self, room: &RoomId) -> Result<JoinResult, RequestError> {
+        self.join_inner(room, None).await
+    }
+
+    /// Like [`Client::join`], but the first time this store sees the room it starts after
+    /// `seq` (0 for the whole history) instead of the delivered watermark.
+    pub async fn join_since(&self, room: &RoomId, seq: Seq) -> Result<JoinResult, RequestError> {
+        self.join_inner(room, Some(seq)).await
+    }
+
+    async fn join_inner(
+        &self,
+        room: &RoomId,
+        since: Option<Seq>,
+    ) -> Result<JoinResult, RequestError> {
+        let inner = self.inner();
+        inner.store.set_joined(room, true)?;
+        {
+            let mut rooms = lock(&inner.rooms);
+            let view = rooms.entry(room.clone()).or_default();
+            view.joined = true;
+            if let (None, Some(since)) = (view.last_seq, since) {
+                view.last_seq = Some(since);
+                drop(rooms);
+                inner.store.set_last_seq(room, since)?;
+            }
+        }
+        let conn = inner.connection().ok_or(RequestError::NotConnected)?;
+        let _guard = inner.recv_lock.lock().await;
+        let result = session::join_room(inner, &*conn, room, since).await?;
+        session::catch_up(inner, &*conn, room).await?;
+        outbox::trigger(inner);
+        Ok(result)
+    }
+
+    /// Leaves `room`: ends the membership on the server and stops re-joining it.
+    pub async fn leave(&self, room: &RoomId) -> Result<(), RequestError> {
+        let inner = self.inner();
+        inner.store.set_joined(room, false)?;
+        if let Some(view) = lock(&inner.rooms).get_mut(room) {
+            view.joined = false;
+        }
+        let _: LeaveResult = inner
+            .request(names::ROOM_LEAVE, &RoomRequest { room: room.clone() })
+            .await?;
+        Ok(())
+    }
+
+    /// Marks everything handed over in `room` so far as read (one `receipt:read`).
+    pub async fn mark_read(&self, room: &RoomId) -> Result<ReadResult, RequestError> {
+        let up_to_seq = self.last_seq(room).unwrap_or(0);
+        self.inner()
+            .request(
+                names::RECEIPT_READ,
+                &Receipt {
+                    room: room.clone(),
+                    up_to_seq,
+                },
+            )
+            .await
+    }
+
+    /// The last contiguous `seq` of `room` handed to the application.
+    pub fn last_seq(&self, room: &RoomId) -> Option<Seq> {
+        lock(&self.inner().rooms)
+            .get(room)
+            .and_then(|view| view.last_seq)
+    }
+
+    /// Says the user is typing in `room`; call it on every keystroke. At most one
+    /// `typing:start` goes out per 3 s, and `typing:stop` follows by itself after
+    /// [`STOP_AFTER`](crate::typing::STOP_AFTER) without a keystroke.
+    pub async fn typing(&self, room: &RoomId) {
+        typing::keystroke(self.inner(), room).await;
+    }
+
+    /// Says the user stopped typing in `room`.
+    pub async fn stop_typing(&self, room: &RoomId) {
+        typing::stop(self.inner(), room).await;
+    }
+
+    /// The presence of up to 100 users.
+    pub async fn presence(&self, users: &[UserId]) -> Result<Vec<Presence>, RequestError> {
+        let request = PresenceGet {
+            users: users.to_vec(),
+        };
+        if users.len() > chat_protocol::limits::MAX_PRESENCE_USERS {
+            return Err(RequestError::Invalid(
+                chat_protocol::ValidationError::TooMany {
+                    what: "users",
+                    len: users.len(),
+                    max: chat_protocol::limits::MAX_PRESENCE_USERS,
+                },
+            ));
+        }
+        let result: PresenceResult = self.inner().request(names::PRESENCE_GET, &request).await?;
+        Ok(result.presence)
+    }
+
+    /// Reads stored messages of `room` after `after_seq` (at most `limit`, 1–500) straight
+    /// from the server, without touching the event stream or the room's position.
+    pub async fn history(
+        &self,
+        room: &RoomId,
+        after_seq: Seq,
+        limit: u32,
+    ) -> Result<SyncResult, RequestError> {
+        let limit = limit.clamp(1, chat_protocol::limits::MAX_SYNC_LIMIT);
+        self.inner()
+            .request(
+                names::MESSAGE_SYNC,
+                &SyncMessages {
+                    room: room.clone(),
+                    after_seq,
+                    limit: Some(limit),
+                },
+            )
+            .await
+    }
+
+    /// Every message in the outbox, oldest first: unsent, failed, and sent ones with their
+    /// delivered/read progress.
+    pub fn outbox(&self) -> Result<Vec<OutgoingMessage>, StoreError> {
+        self.inner().store.list()
+    }
+
+    /// One message of the outbox.
+    pub fn message(&self, id: ClientId) -> Result<Option<OutgoingMessage>, StoreError> {
+        self.inner().store.get(id)
+    }
+
+    /// Puts a failed message back in the queue (same `client_id`, so it is still stored at
+    /// most once).
+    pub fn retry(&self, id: ClientId) -> Result<(), OutboxError> {
+        let inner = self.inner();
+        let message = inner.store.get(id)?.ok_or(OutboxError::NotFound(id))?;
+        if !matches!(message.state, MessageState::Failed { .. }) {
+            return Err(OutboxError::WrongState {
+                id,
+                state: message.state.name().to_owned(),
+                operation: "retry",
+                also: "",
+            });
+        }
+        let mut requeued = message.clone();
+        requeued.queued_at = outbox::now_ms();
+        inner.store.delete(id)?;
+        requeued.state = MessageState::Queued;
+        // Re-inserted at the back of the queue, behind messages queued meanwhile.
+        inner.store.insert(&requeued, usize::MAX)?;
+        inner.emit(ChatEvent::Status {
+            client_id: id,
+            room: requeued.room,
+            state: MessageState::Queued,
+        });
+        outbox::trigger(inner);
+        Ok(())
+    }
+
+    /// Removes a message that is not in flight (queued, failed, or already acknowledged).
+    /// A discarded queued message is never sent.
+    pub fn discard(&self, id: ClientId) -> Result<(), OutboxError> {
+        let inner = self.inner();
+        let message = inner.store.get(id)?.ok_or(OutboxError::NotFound(id))?;
+        if matches!(message.state, MessageState::Sending { .. }) {
+            return Err(OutboxError::WrongState {
+                id,
+                state: message.state.name().to_owned(),
+                operation: "discard",
+                also: ", queued or acknowledged",
+            });
+        }
+        inner.store.delete(id)?;
+        Ok(())
+    }
+
+    /// Asks the outbox to send now. Never needed for correctness (the outbox flushes on
+    /// every send and reconnect); harmless to call any number of times concurrently.
+    pub fn flush(&self) {
+        outbox::trigger(self.inner());
+    }
+
+    /// Whether a flusher is running now.
+    pub fn is_flushing(&self) -> bool {
+        self.inner().is_flushing()
+    }
+
+    /// A watch of the connection state.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: chat_sdk::Client) {
+    /// use chat_sdk::ConnectionState;
+    ///
+    /// let mut state = client.connection_state();
+    /// let _ = state.wait_for(|s| *s == ConnectionState::Connected).await;
+    /// # }
+    /// ```
+    pub fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+        self.inner().state.subscribe()
+    }
+
+    /// Waits until connected, at most `timeout`; returns whether it is.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut state = self.connection_state();
+        let waited = tokio::time::timeout(timeout, async {
+            state
+                .wait_for(|s| *s == ConnectionState::Connected)
+                .await
+                .is_ok()
+        })
+        .await;
+        matches!(waited, Ok(true))
+    }
+
+    /// Drops the current connection (the supervisor reconnects at once, with backoff).
+    /// Useful to force a reconnect from a test or a "reconnect now" button.
+    pub fn reconnect(&self) {
+        if let Some(conn) = self.inner().connection() {
+            conn.close("reconnect requested");
+        }
+    }
+
+    /// Stops the client: closes the connection and ends the event stream. Queued messages
+    /// stay in the store for the next run.
+    pub async fn close(&self) {
+        let inner = self.inner();
+        inner.shutdown.cancel();
+        let supervisor = lock(&self.handle.supervisor).take();
+        if let Some(task) = supervisor {
+            let _ = task.await;
+        }
+        inner.close_events();
+    }
+
+    /// Rooms this client has joined (and re-joins on reconnect), with their positions.
+    pub fn rooms(&self) -> HashMap<RoomId, Option<Seq>> {
+        lock(&self.inner().rooms)
+            .iter()
+            .filter(|(_, view)| view.joined)
+            .map(|(room, view)| (room.clone(), view.last_seq))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_subject_reads_sub_without_verifying() {
+        let claims =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"alice","exp":1}"#);
+        let token = format!("eyJhbGciOiJIUzI1NiJ9.{claims}.sig");
+        assert_eq!(token_subject(&token), UserId::new("alice").ok());
+        assert_eq!(token_subject("garbage"), None);
+    }
+}

@@ -1,0 +1,61 @@
+//! The one typed event stream an application renders from.
+//!
+//! Everything the client learns arrives here, in the order it learned it: messages of the
+//! rooms it joined (each exactly once, in `seq` order), the local echo and status changes of
+//! its own messages, receipts, typing, presence, membership and the connection state.
+
+use chat_protocol::{ClientId, Message, Presence, ReceiptUpdate, RoomId, RoomMember, TypingUpdate};
+use tokio::sync::mpsc;
+
+use crate::state::{ConnectionState, MessageState, OutgoingMessage};
+
+/// One thing that happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatEvent {
+    /// A stored message of a joined room (the client's own included), handed over exactly
+    /// once and in `seq` order per room.
+    Message(Message),
+    /// Local echo: a message of this client was queued; render it at once, then follow its
+    /// [`ChatEvent::Status`] changes.
+    Queued(OutgoingMessage),
+    /// An outgoing message changed state.
+    Status {
+        /// The message.
+        client_id: ClientId,
+        /// Its room.
+        room: RoomId,
+        /// The new state.
+        state: MessageState,
+    },
+    /// A member's watermarks moved.
+    Receipt(ReceiptUpdate),
+    /// Someone started or stopped typing.
+    Typing(TypingUpdate),
+    /// A user's presence changed.
+    Presence(Presence),
+    /// A user joined or left a room.
+    Member(RoomMember),
+    /// The connection state changed.
+    Connection(ConnectionState),
+}
+
+/// The receiving end of the event stream, returned with the [`Client`](crate::Client).
+///
+/// The stream is unbounded: events wait here until the application takes them. It ends
+/// once the client is closed and every event was taken.
+#[derive(Debug)]
+pub struct Events {
+    pub(crate) rx: mpsc::UnboundedReceiver<ChatEvent>,
+}
+
+impl Events {
+    /// The next event, or `None` when the client is closed and the stream drained.
+    pub async fn recv(&mut self) -> Option<ChatEvent> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is ready now.
+    pub fn try_recv(&mut self) -> Option<ChatEvent> {
+        self.rx.try_recv().ok()
+    }
+}

@@ -1,0 +1,166 @@
+//! The state shared by the client handle and its background tasks.
+//!
+//! One `Inner` per client. The supervisor, the session (receive path), the outbox flusher
+//! and the public [`Client`](crate::Client) methods all reach the store, the current
+//! connection and the event stream through it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chat_protocol::{RoomId, Seq, UserId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::RequestError;
+use crate::event::ChatEvent;
+use crate::state::ConnectionState;
+use crate::store::Store;
+use crate::transport::Connection;
+use crate::typing::TypingState;
+
+/// What the client knows about one room.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RoomView {
+    /// The client asked to be in this room (re-joined on every reconnect).
+    pub joined: bool,
+    /// Last contiguous `seq` handed to the application; `None` before the first join.
+    pub last_seq: Option<Seq>,
+    /// The delivered watermark the server last confirmed for this client.
+    pub receipt_sent: Seq,
+    /// Every member, as of the last join and `room:member` events.
+    pub members: BTreeSet<UserId>,
+    /// Each member's (delivered, read) watermarks.
+    pub watermarks: HashMap<UserId, (Seq, Seq)>,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub store: Store,
+    /// The live connection, if any.
+    pub conn: watch::Sender<Option<Arc<dyn Connection>>>,
+    pub state: watch::Sender<ConnectionState>,
+    events: Mutex<Option<mpsc::UnboundedSender<ChatEvent>>>,
+    /// Set while a flusher runs; taken only by compare-exchange.
+    pub flushing: AtomicBool,
+    /// Set by every flush trigger, so one that lands during a flush is not lost.
+    pub flush_again: AtomicBool,
+    /// Set when the server refused the token mid-session: refresh before reconnecting.
+    pub refresh_token: AtomicBool,
+    pub rooms: Mutex<HashMap<RoomId, RoomView>>,
+    /// Serialises the receive path: hand-off, sync and joins never interleave.
+    pub recv_lock: tokio::sync::Mutex<()>,
+    /// Serialises status recomputation of sent messages.
+    pub status_lock: Mutex<()>,
+    pub shutdown: CancellationToken,
+    pub token: Mutex<String>,
+    pub me: Option<UserId>,
+    pub typing: Mutex<HashMap<RoomId, TypingState>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("config", &self.config)
+            .field("state", &*self.state.borrow())
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a std mutex, ignoring poisoning: the data behind these locks stays consistent
+/// even if a holder panicked (each update is a single assignment).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Inner {
+    pub(crate) fn new(
+        config: Config,
+        store: Store,
+        token: String,
+        me: Option<UserId>,
+        events: mpsc::UnboundedSender<ChatEvent>,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            conn: watch::channel(None).0,
+            state: watch::channel(ConnectionState::Connecting).0,
+            events: Mutex::new(Some(events)),
+            flushing: AtomicBool::new(false),
+            flush_again: AtomicBool::new(false),
+            refresh_token: AtomicBool::new(false),
+            rooms: Mutex::new(HashMap::new()),
+            recv_lock: tokio::sync::Mutex::new(()),
+            status_lock: Mutex::new(()),
+            shutdown: CancellationToken::new(),
+            token: Mutex::new(token),
+            me,
+            typing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Hands an event to the application (dropped silently if it dropped its stream).
+    pub(crate) fn emit(&self, event: ChatEvent) {
+        if let Some(tx) = lock(&self.events).as_ref() {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// Ends the event stream.
+    pub(crate) fn close_events(&self) {
+        lock(&self.events).take();
+    }
+
+    /// Publishes a new connection state (and its event) if it changed.
+    pub(crate) fn set_state(&self, state: ConnectionState) {
+        let changed = self.state.send_if_modified(|current| {
+            if *current == state {
+                false
+            } else {
+                *current = state.clone();
+                true
+            }
+        });
+        if changed {
+            self.emit(ChatEvent::Connection(state));
+        }
+    }
+
+    /// The live connection, if any.
+    pub(crate) fn connection(&self) -> Option<Arc<dyn Connection>> {
+        self.conn.borrow().clone().filter(|c| !c.is_closed())
+    }
+
+    /// Sends a request on the live connection and decodes its ack.
+    pub(crate) async fn request<Req: Serialize, Res: DeserializeOwned>(
+        &self,
+        event: &str,
+        request: &Req,
+    ) -> Result<Res, RequestError> {
+        let conn = self.connection().ok_or(RequestError::NotConnected)?;
+        request_on(&*conn, event, request).await
+    }
+
+    pub(crate) fn is_flushing(&self) -> bool {
+        self.flushing.load(Ordering::Acquire)
+    }
+}
+
+/// Sends a request on `conn` and decodes its ack.
+pub(crate) async fn request_on<Req: Serialize, Res: DeserializeOwned>(
+    conn: &dyn Connection,
+    event: &str,
+    request: &Req,
+) -> Result<Res, RequestError> {
+    let payload =
+        serde_json::to_value(request).map_err(|e| RequestError::Malformed(e.to_string()))?;
+    let ack = conn.request(event, payload).await?;
+    Ok(chat_protocol::decode_ack(ack)?)
+}

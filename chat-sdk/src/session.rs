@@ -1,0 +1,331 @@
+//! The receive path of one connection: re-join, catch up, then hand over live events.
+//!
+//! For each room the client keeps the last contiguous `seq` it handed to the application
+//! (persisted). A `message:new` with the next `seq` is handed over at once; one at or below
+//! it is a duplicate and dropped; one beyond it is a gap, closed with `message:sync` from
+//! the last contiguous `seq` before anything later is handed over. After each batch the
+//! client tells the server with `receipt:delivered`. Everything here runs under
+//! `recv_lock`, so a join's catch-up and live events never interleave.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chat_protocol::events::names as event_names;
+use chat_protocol::limits::MAX_SYNC_LIMIT;
+use chat_protocol::requests::{names, Receipt, RoomRequest, SyncMessages};
+use chat_protocol::results::{DeliveredResult, JoinResult, SyncResult};
+use chat_protocol::{Message, Presence, ReceiptUpdate, RoomId, RoomMember, Seq, TypingUpdate};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::error::RequestError;
+use crate::event::ChatEvent;
+use crate::inner::{lock, request_on, Inner};
+use crate::outbox;
+use crate::status;
+use crate::transport::{Connection, Inbound};
+
+/// Runs the session until the connection dies or the client shuts down; returns why.
+pub(crate) async fn run(
+    inner: &Arc<Inner>,
+    conn: Arc<dyn Connection>,
+    mut inbound: mpsc::Receiver<Inbound>,
+) -> String {
+    let rooms: Vec<RoomId> = lock(&inner.rooms)
+        .iter()
+        .filter(|(_, view)| view.joined)
+        .map(|(room, _)| room.clone())
+        .collect();
+    {
+        let _guard = inner.recv_lock.lock().await;
+        for room in &rooms {
+            if let Err(err) = join_room(inner, &*conn, room, None).await {
+                if let Some(reason) = fatal(&err) {
+                    return reason;
+                }
+            }
+        }
+    }
+    // Membership is in place: queued messages may go now.
+    outbox::trigger(inner);
+    {
+        let _guard = inner.recv_lock.lock().await;
+        for room in &rooms {
+            if let Err(err) = catch_up(inner, &*conn, room).await {
+                if let Some(reason) = fatal(&err) {
+                    return reason;
+                }
+            }
+        }
+    }
+
+    let health = inner.config.health_interval;
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            reason = conn.closed() => return reason,
+            () = inner.shutdown.cancelled() => return "client closed".to_owned(),
+            event = inbound.recv() => {
+                let Some(event) = event else {
+                    return "event channel closed".to_owned();
+                };
+                last_heard = Instant::now();
+                let _guard = inner.recv_lock.lock().await;
+                let mut dirty = BTreeSet::new();
+                if let Err(err) = handle(inner, &*conn, event, &mut dirty).await {
+                    if let Some(reason) = fatal(&err) { return reason; }
+                }
+                while let Ok(event) = inbound.try_recv() {
+                    if let Err(err) = handle(inner, &*conn, event, &mut dirty).await {
+                        if let Some(reason) = fatal(&err) { return reason; }
+                    }
+                }
+                for room in &dirty {
+                    if let Err(err) = send_receipt(inner, &*conn, room).await {
+                        if let Some(reason) = fatal(&err) { return reason; }
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(last_heard + health) => {
+                // Nothing heard for a while: prove the link (and rust_socketio's receive
+                // task) alive with a cheap request. Any answer will do; a timeout closes it.
+                let probe = serde_json::json!({ "users": [] });
+                if let Err(err) = conn.request(names::PRESENCE_GET, probe).await {
+                    return format!("health check failed: {err}");
+                }
+                last_heard = Instant::now();
+            }
+        }
+    }
+}
+
+/// A request error that ends the session (the link is gone), with its reason.
+fn fatal(err: &RequestError) -> Option<String> {
+    match err {
+        RequestError::Transport(err) => Some(err.to_string()),
+        RequestError::NotConnected => Some("not connected".to_owned()),
+        other => {
+            tracing::warn!(error = %other, "request failed");
+            None
+        }
+    }
+}
+
+/// `room:join`, then record members, watermarks and where to start receiving.
+/// `since` overrides the start for a room the client has no position for yet.
+pub(crate) async fn join_room(
+    inner: &Inner,
+    conn: &dyn Connection,
+    room: &RoomId,
+    since: Option<Seq>,
+) -> Result<JoinResult, RequestError> {
+    let result: JoinResult =
+        request_on(conn, names::ROOM_JOIN, &RoomRequest { room: room.clone() }).await?;
+    let start = {
+        let mut rooms = lock(&inner.rooms);
+        let view = rooms.entry(room.clone()).or_default();
+        view.joined = true;
+        view.members = result.members.iter().cloned().collect();
+        for mark in &result.watermarks {
+            let entry = view.watermarks.entry(mark.user.clone()).or_insert((0, 0));
+            *entry = (entry.0.max(mark.delivered_seq), entry.1.max(mark.read_seq));
+        }
+        view.receipt_sent = view.receipt_sent.max(result.delivered_seq);
+        match view.last_seq {
+            Some(_) => None,
+            None => {
+                let start = since.unwrap_or(result.delivered_seq).min(result.last_seq);
+                view.last_seq = Some(start);
+                Some(start)
+            }
+        }
+    };
+    if let Some(start) = start {
+        inner.store.set_last_seq(room, start)?;
+    }
+    status::refresh_room(inner, room)?;
+    Ok(result)
+}
+
+/// `message:sync` from the last contiguous `seq` until the room's newest, handing over
+/// everything in order, then `receipt:delivered`.
+pub(crate) async fn catch_up(
+    inner: &Inner,
+    conn: &dyn Connection,
+    room: &RoomId,
+) -> Result<(), RequestError> {
+    sync_room(inner, conn, room).await?;
+    send_receipt(inner, conn, room).await
+}
+
+fn last_seq(inner: &Inner, room: &RoomId) -> Seq {
+    lock(&inner.rooms)
+        .get(room)
+        .and_then(|view| view.last_seq)
+        .unwrap_or(0)
+}
+
+async fn sync_room(
+    inner: &Inner,
+    conn: &dyn Connection,
+    room: &RoomId,
+) -> Result<(), RequestError> {
+    loop {
+        let after = last_seq(inner, room);
+        let page: SyncResult = request_on(
+            conn,
+            names::MESSAGE_SYNC,
+            &SyncMessages {
+                room: room.clone(),
+                after_seq: after,
+                limit: Some(MAX_SYNC_LIMIT),
+            },
+        )
+        .await?;
+        let handed = hand_over(inner, room, page.messages)?;
+        if !page.has_more || handed == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Hands over the messages that continue the room's contiguous run, in `seq` order;
+/// drops duplicates; stops at the first gap. Returns how many were handed over.
+fn hand_over(
+    inner: &Inner,
+    room: &RoomId,
+    mut messages: Vec<Message>,
+) -> Result<usize, RequestError> {
+    messages.sort_by_key(|m| m.seq);
+    let mut handed = 0;
+    let mut last = last_seq(inner, room);
+    for message in messages {
+        if message.room != *room || message.seq <= last {
+            continue;
+        }
+        if message.seq != last + 1 {
+            break;
+        }
+        last = message.seq;
+        handed += 1;
+        inner.emit(ChatEvent::Message(message));
+    }
+    if handed > 0 {
+        lock(&inner.rooms).entry(room.clone()).or_default().last_seq = Some(last);
+        inner.store.set_last_seq(room, last)?;
+    }
+    Ok(handed)
+}
+
+async fn send_receipt(
+    inner: &Inner,
+    conn: &dyn Connection,
+    room: &RoomId,
+) -> Result<(), RequestError> {
+    let (last, confirmed) = {
+        let rooms = lock(&inner.rooms);
+        match rooms.get(room) {
+            Some(view) => (view.last_seq.unwrap_or(0), view.receipt_sent),
+            None => return Ok(()),
+        }
+    };
+    if last <= confirmed {
+        return Ok(());
+    }
+    let result: DeliveredResult = request_on(
+        conn,
+        names::RECEIPT_DELIVERED,
+        &Receipt {
+            room: room.clone(),
+            up_to_seq: last,
+        },
+    )
+    .await?;
+    let mut rooms = lock(&inner.rooms);
+    let view = rooms.entry(room.clone()).or_default();
+    view.receipt_sent = view.receipt_sent.max(result.delivered_seq);
+    Ok(())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(event: &Inbound) -> Option<T> {
+    match serde_json::from_value(event.payload.clone()) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            tracing::warn!(event = %event.event, error = %err, "ignoring a malformed server event");
+            None
+        }
+    }
+}
+
+async fn handle(
+    inner: &Inner,
+    conn: &dyn Connection,
+    event: Inbound,
+    dirty: &mut BTreeSet<RoomId>,
+) -> Result<(), RequestError> {
+    match event.event.as_str() {
+        event_names::MESSAGE_NEW => {
+            let Some(message) = decode::<Message>(&event) else {
+                return Ok(());
+            };
+            let room = message.room.clone();
+            let last = last_seq(inner, &room);
+            if message.seq <= last {
+                return Ok(());
+            }
+            if message.seq == last + 1 {
+                hand_over(inner, &room, vec![message])?;
+            } else {
+                sync_room(inner, conn, &room).await?;
+            }
+            dirty.insert(room);
+        }
+        event_names::RECEIPT_UPDATE => {
+            let Some(update) = decode::<ReceiptUpdate>(&event) else {
+                return Ok(());
+            };
+            {
+                let mut rooms = lock(&inner.rooms);
+                let view = rooms.entry(update.room.clone()).or_default();
+                view.members.insert(update.user.clone());
+                let entry = view.watermarks.entry(update.user.clone()).or_insert((0, 0));
+                *entry = (
+                    entry.0.max(update.delivered_seq),
+                    entry.1.max(update.read_seq),
+                );
+            }
+            let room = update.room.clone();
+            inner.emit(ChatEvent::Receipt(update));
+            status::refresh_room(inner, &room)?;
+        }
+        event_names::ROOM_MEMBER => {
+            let Some(member) = decode::<RoomMember>(&event) else {
+                return Ok(());
+            };
+            {
+                let mut rooms = lock(&inner.rooms);
+                let view = rooms.entry(member.room.clone()).or_default();
+                if member.joined {
+                    view.members.insert(member.user.clone());
+                } else {
+                    view.members.remove(&member.user);
+                }
+            }
+            let room = member.room.clone();
+            inner.emit(ChatEvent::Member(member));
+            status::refresh_room(inner, &room)?;
+        }
+        event_names::TYPING_UPDATE => {
+            if let Some(update) = decode::<TypingUpdate>(&event) {
+                inner.emit(ChatEvent::Typing(update));
+            }
+        }
+        event_names::PRESENCE_UPDATE => {
+            if let Some(presence) = decode::<Presence>(&event) {
+                inner.emit(ChatEvent::Presence(presence));
+            }
+        }
+        other => tracing::debug!(event = other, "ignoring an unknown server event"),
+    }
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! The local store: one SQLite file (WAL, `synchronous=FULL`) per client identity.
+//!
+//! It holds the outbox (every outgoing message with its state, in the order it was queued)
+//! and, per room, whether the client joined it and the last contiguous `seq` handed to the
+//! application. A message is committed here before `send` returns, so a crash after `send`
+//! never loses it; on reopen, messages left `Sending` go back to `Queued` with the same
+//! `client_id`, and the server's deduplication makes the resend harmless.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use chat_protocol::{ClientId, RoomId, Seq};
+use rusqlite::{params, OptionalExtension};
+
+use crate::error::StoreError;
+use crate::state::{MessageState, OutgoingMessage};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    position   INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_id  TEXT NOT NULL UNIQUE,
+    room       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    reply_to   INTEGER,
+    queued_at  INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    kind       TEXT NOT NULL,
+    state      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, position);
+CREATE INDEX IF NOT EXISTS outbox_room ON outbox (room, kind);
+CREATE TABLE IF NOT EXISTS rooms (
+    room      TEXT PRIMARY KEY,
+    joined    INTEGER NOT NULL,
+    last_seq  INTEGER
+);
+";
+
+/// A room as the store remembers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredRoom {
+    pub room: RoomId,
+    pub joined: bool,
+    /// `None` until the first join told where to start.
+    pub last_seq: Option<Seq>,
+}
+
+/// The SQLite store. Every call is one short transaction under a mutex.
+#[derive(Debug)]
+pub(crate) struct Store {
+    conn: Mutex<rusqlite::Connection>,
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn row_to_message(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<OutgoingMessage, StoreError>> {
+    let client_id: String = row.get("client_id")?;
+    let room: String = row.get("room")?;
+    let body: String = row.get("body")?;
+    let reply_to: Option<i64> = row.get("reply_to")?;
+    let queued_at: i64 = row.get("queued_at")?;
+    let attempts: i64 = row.get("attempts")?;
+    let state: String = row.get("state")?;
+    Ok((|| {
+        Ok(OutgoingMessage {
+            client_id: client_id.parse().map_err(corrupt)?,
+            room: RoomId::new(room).map_err(corrupt)?,
+            body,
+            reply_to: reply_to.map(|s| s.max(0) as Seq),
+            queued_at,
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            state: serde_json::from_str(&state).map_err(corrupt)?,
+        })
+    })())
+}
+
+fn seq_to_sql(seq: Seq) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Self::init(conn)
+    }
+
+    /// A store that lives only in memory.
+    pub(crate) fn in_memory() -> Result<Self, StoreError> {
+        Self::init(rusqlite::Connection::open_in_memory()?)
+    }
+
+    fn init(conn: rusqlite::Connection) -> Result<Self, StoreError> {
+        conn.execute_batch(SCHEMA)?;
+        // A message left `Sending` by a crash was maybe stored, maybe not: send it again
+        // with the same client_id and let the server deduplicate.
+        let queued = serde_json::to_string(&MessageState::Queued).map_err(corrupt)?;
+        conn.execute(
+            "UPDATE outbox SET kind = 'queued', state = ?1 WHERE kind = 'sending'",
+            params![queued],
+        )?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (each call is one
+        // statement or transaction), so a poisoned lock is still usable.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a message if the number of unsent (queued, sending or failed) messages is below
+    /// `capacity`; returns false when full. Check and insert are one transaction.
+    pub(crate) fn insert(
+        &self,
+        message: &OutgoingMessage,
+        capacity: usize,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let unsent: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE kind IN ('queued', 'sending', 'failed')",
+            [],
+            |row| row.get(0),
+        )?;
+        if usize::try_from(unsent).unwrap_or(usize::MAX) >= capacity {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO outbox (client_id, room, body, reply_to, queued_at, attempts, kind, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                message.client_id.to_string(),
+                message.room.as_str(),
+                message.body,
+                message.reply_to.map(seq_to_sql),
+                message.queued_at,
+                message.attempts,
+                message.state.name(),
+                serde_json::to_string(&message.state).map_err(corrupt)?,
+            ],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// The oldest message still to send (queued or sending), in queue order.
+    pub(crate) fn next_pending(&self) -> Result<Option<OutgoingMessage>, StoreError> {
+        let conn = self.lock();
+        let row = conn
+            .query_row(
+                "SELECT * FROM outbox WHERE kind IN ('queued', 'sending') ORDER BY position LIMIT 1",
+                [],
+                row_to_message,
+            )
+            .optional()?;
+        row.transpose()
+    }
+
+    /// One message.
+    pub(crate) fn get(&self, id: ClientId) -> Result<Option<OutgoingMessage>, StoreError> {
+        let conn = self.lock();
+        let row = conn
+            .query_row(
+                "SELECT * FROM outbox WHERE client_id = ?1",
+                params![id.to_string()],
+                row_to_message,
+            )
+            .optional()?;
+        row.transpose()
+    }
+
+    /// Every message in the outbox, in queue order.
+    pub(crate) fn list(&self) -> Result<Vec<OutgoingMessage>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT * FROM outbox ORDER BY position")?;
+        let rows = stmt.query_map([], row_to_message)?;
+        rows.map(|row| row?).collect()
+    }
+
+    /// Acknowledged messages of a room that are not yet read (sent or delivered).
+    pub(crate) fn unread_sent(&self, room: &RoomId) -> Result<Vec<OutgoingMessage>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT * FROM outbox WHERE room = ?1 AND kind IN ('sent', 'delivered') ORDER BY position",
+        )?;
+        let rows = stmt.query_map(params![room.as_str()], row_to_message)?;
+        rows.map(|row| row?).collect()
+    }
+
+    /// Sets a message's state (and attempt count, when given). Returns false if the message
+    /// is not in the outbox.
+    pub(crate) fn set_state(
+        &self,
+        id: ClientId,
+        state: &MessageState,
+        attempts: Option<u32>,
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let json = serde_json::to_string(state).map_err(corrupt)?;
+        let changed = match attempts {
+            Some(n) => conn.execute(
+                "UPDATE outbox SET kind = ?2, state = ?3, attempts = ?4 WHERE client_id = ?1",
+                params![id.to_string(), state.name(), json, n],
+            )?,
+            None => conn.execute(
+                "UPDATE outbox SET kind = ?2, state = ?3 WHERE client_id = ?1",
+                params![id.to_string(), state.name(), json],
+            )?,
+        };
+        Ok(changed > 0)
+    }
+
+    /// Removes a message; returns false if it was not there.
+    pub(crate) fn delete(&self, id: ClientId) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        Ok(conn.execute(
+            "DELETE FROM outbox WHERE client_id = ?1",
+            params![id.to_string()],
+        )? > 0)
+    }
+
+    /// Every room the store knows.
+    pub(crate) fn rooms(&self) -> Result<Vec<StoredRoom>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT room, joined, last_seq FROM rooms ORDER BY room")?;
+        let rows = stmt.query_map([], |row| {
+            let room: String = row.get(0)?;
+            let joined: bool = row.get(1)?;
+            let last_seq: Option<i64> = row.get(2)?;
+            Ok((room, joined, last_seq))
+        })?;
+        rows.map(|row| {
+            let (room, joined, last_seq) = row?;
+            Ok(StoredRoom {
+                room: RoomId::new(room).map_err(corrupt)?,
+                joined,
+                last_seq: last_seq.map(|s| s.max(0) as Seq),
+            })
+        })
+        .collect()
+    }
+
+    /// Records that the client joined (or left) a room, keeping its position.
+    pub(crate) fn set_joined(&self, room: &RoomId, joined: bool) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, ?2, NULL)
+             ON CONFLICT (room) DO UPDATE SET joined = excluded.joined",
+            params![room.as_str(), joined],
+        )?;
+        Ok(())
+    }
+
+    /// Records the last contiguous `seq` handed to the application for a room.
+    pub(crate) fn set_last_seq(&self, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, 0, ?2)
+             ON CONFLICT (room) DO UPDATE SET last_seq = MAX(COALESCE(last_seq, 0), excluded.last_seq)",
+            params![room.as_str(), seq_to_sql(seq)],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(room: &str, state: MessageState) -> OutgoingMessage {
+        OutgoingMessage {
+            client_id: ClientId::new_random(),
+            room: RoomId::new(room).expect("room"),
+            body: "hi".into(),
+            reply_to: None,
+            queued_at: 1,
+            attempts: 0,
+            state,
+        }
+    }
+
+    #[test]
+    fn pending_messages_come_back_in_queue_order_and_sending_resets_on_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("outbox.db");
+        let first = message("r", MessageState::Queued);
+        let second = message("r", MessageState::Queued);
+        {
+            let store = Store::open(&path).expect("open");
+            assert!(store.insert(&first, 10).expect("insert"));
+            assert!(store.insert(&second, 10).expect("insert"));
+            store
+                .set_state(
+                    first.client_id,
+                    &MessageState::Sending { attempt: 1 },
+                    Some(1),
+                )
+                .expect("set");
+        }
+        let store = Store::open(&path).expect("reopen");
+        let next = store.next_pending().expect("query").expect("one pending");
+        assert_eq!(next.client_id, first.client_id);
+        assert_eq!(next.state, MessageState::Queued);
+        assert_eq!(next.attempts, 1);
+        assert_eq!(store.list().expect("list").len(), 2);
+    }
+
+    #[test]
+    fn capacity_counts_unsent_messages_only() {
+        let store = Store::in_memory().expect("store");
+        let a = message("r", MessageState::Queued);
+        assert!(store.insert(&a, 1).expect("insert"));
+        assert!(!store
+            .insert(&message("r", MessageState::Queued), 1)
+            .expect("insert"));
+        let sent = MessageState::Sent {
+            id: chat_protocol::MessageId("m1".into()),
+            seq: 1,
+        };
+        store.set_state(a.client_id, &sent, None).expect("set");
+        assert!(store
+            .insert(&message("r", MessageState::Queued), 1)
+            .expect("insert"));
+        assert_eq!(store.unread_sent(&a.room).expect("query").len(), 1);
+    }
+
+    #[test]
+    fn room_positions_only_move_forward() {
+        let store = Store::in_memory().expect("store");
+        let room = RoomId::new("r").expect("room");
+        store.set_joined(&room, true).expect("join");
+        store.set_last_seq(&room, 5).expect("seq");
+        store.set_last_seq(&room, 3).expect("seq");
+        let rooms = store.rooms().expect("rooms");
+        assert_eq!(
+            rooms,
+            vec![StoredRoom {
+                room,
+                joined: true,
+                last_seq: Some(5)
+            }]
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! The transport behind one small trait, so the Socket.IO client library can be replaced.
+//!
+//! A [`Transport`] makes [`Connection`]s; a connection carries requests with acks, volatile
+//! emits, and delivers server events into a channel. A connection never reconnects by
+//! itself: when it breaks it reports [`Connection::closed`] and is thrown away, and the
+//! client's supervisor makes a fresh one. That keeps exactly one retry loop in the system.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::error::TransportError;
+
+pub mod socketio;
+
+pub use socketio::SocketIoTransport;
+
+/// What a connection attempt needs.
+#[derive(Clone, Debug)]
+pub struct ConnectRequest {
+    /// The server URL, `http://host:port` (the Socket.IO path is added when missing).
+    pub url: String,
+    /// The Socket.IO `auth` object: `{"token": ..., "device": ...}`.
+    pub auth: Value,
+    /// How long the whole attempt (TCP, WebSocket upgrade, Socket.IO handshake) may take.
+    pub connect_timeout: Duration,
+    /// How long a request may wait for its ack before the connection is torn down.
+    pub ack_timeout: Duration,
+    /// How many server events may wait in the inbound channel; past that the connection is
+    /// torn down (and the client catches up with `message:sync` after reconnecting) rather
+    /// than dropping an event.
+    pub inbound_capacity: usize,
+}
+
+/// A server → client event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inbound {
+    /// The event name (`message:new`, …).
+    pub event: String,
+    /// Its one argument.
+    pub payload: Value,
+}
+
+/// A factory of connections.
+#[async_trait]
+pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
+    /// Opens a connection and completes the Socket.IO handshake. Returns the connection and
+    /// the channel its server events arrive on. A refused handshake is
+    /// [`TransportError::Refused`]; an attempt past `connect_timeout` is
+    /// [`TransportError::ConnectTimeout`].
+    async fn connect(
+        &self,
+        request: ConnectRequest,
+    ) -> Result<(Arc<dyn Connection>, mpsc::Receiver<Inbound>), TransportError>;
+}
+
+/// One live connection. Dropping it does not close it: call [`Connection::close`].
+#[async_trait]
+pub trait Connection: Send + Sync + std::fmt::Debug {
+    /// Sends `event` with an ack and returns the ack's argument. At most one request is in
+    /// flight per connection: concurrent callers wait their turn in arrival order. When no
+    /// ack arrives within the ack timeout the connection is closed and
+    /// [`TransportError::AckTimeout`] returned.
+    async fn request(&self, event: &str, payload: Value) -> Result<Value, TransportError>;
+
+    /// Sends `event` without an ack (volatile: lost if the link is down).
+    async fn emit(&self, event: &str, payload: Value) -> Result<(), TransportError>;
+
+    /// Resolves when the connection is closed, with the reason.
+    async fn closed(&self) -> String;
+
+    /// Whether the connection is closed.
+    fn is_closed(&self) -> bool;
+
+    /// Closes the connection (idempotent); `closed` resolves with `reason`.
+    fn close(&self, reason: &str);
+}
+
+/// A one-shot "this connection is dead" signal with its reason, shared by transport
+/// implementations.
+#[derive(Debug)]
+pub(crate) struct DeathSignal {
+    tx: tokio::sync::watch::Sender<Option<String>>,
+}
+
+impl DeathSignal {
+    pub(crate) fn new() -> Self {
+        Self {
+            tx: tokio::sync::watch::channel(None).0,
+        }
+    }
+
+    /// Marks the connection dead; returns true if this call did it (the first reason wins).
+    pub(crate) fn kill(&self, reason: &str) -> bool {
+        self.tx.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(reason.to_owned());
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    pub(crate) fn reason(&self) -> Option<String> {
+        self.tx.borrow().clone()
+    }
+
+    pub(crate) async fn wait(&self) -> String {
+        let mut rx = self.tx.subscribe();
+        let reason = match rx.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            // The sender lives as long as `self`, so this cannot happen while we borrow it.
+            Err(_) => "closed".to_owned(),
+        };
+        reason
+    }
+}

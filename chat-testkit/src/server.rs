@@ -1,0 +1,145 @@
+//! The reference server in-process, on `127.0.0.1:0` with a temporary SQLite file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chat_protocol::UserId;
+use chat_server::{RateLimits, Server, ServerConfig};
+use tokio::net::TcpListener;
+
+/// The JWT secret test servers use.
+pub const TEST_SECRET: &str = "chat-testkit-secret";
+
+/// A running reference server for tests.
+#[derive(Debug)]
+pub struct TestServer {
+    server: Option<Server>,
+    addr: SocketAddr,
+    config: ServerConfig,
+    dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with generous rate limits (tests send fast) and otherwise the
+    /// protocol's defaults.
+    pub async fn start() -> Result<Self, String> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `adjust` changed its configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut config = ServerConfig::new(dir.path().join("server.db"), TEST_SECRET);
+        config.rates = RateLimits {
+            send_per_sec: 100_000,
+            typing_per_sec: 10_000,
+            other_per_sec: 100_000,
+        };
+        config.presence_grace = Duration::from_millis(200);
+        adjust(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let server = Server::start(listener, config.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            server: Some(server),
+            addr,
+            config,
+            dir,
+        })
+    }
+
+    /// The address it listens on (the same across restarts).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://` URL of the server.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The SQLite file.
+    pub fn db_path(&self) -> &Path {
+        &self.config.db_path
+    }
+
+    /// A temporary directory that lives as long as the server (for client stores).
+    pub fn temp_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A token for `user`, valid for an hour.
+    pub fn token(&self, user: &str) -> String {
+        self.token_with_ttl(user, Duration::from_secs(3600))
+    }
+
+    /// A token for `user` valid for `ttl`.
+    pub fn token_with_ttl(&self, user: &str, ttl: Duration) -> String {
+        let user = UserId::new(user).unwrap_or_else(|_| panic!("invalid test user id {user:?}"));
+        chat_server::mint_token(&self.config.jwt_secret, &user, ttl)
+            .unwrap_or_else(|e| panic!("minting a token failed: {e}"))
+    }
+
+    /// The running server, if it is up.
+    pub fn server(&self) -> Option<&Server> {
+        self.server.as_ref()
+    }
+
+    /// Disconnects every socket of `user` from the server side.
+    pub fn kick_user(&self, user: &str) {
+        if let (Some(server), Ok(user)) = (&self.server, UserId::new(user)) {
+            server.kick_user(&user);
+        }
+    }
+
+    /// Disconnects every socket from the server side.
+    pub fn kick_all(&self) {
+        if let Some(server) = &self.server {
+            server.kick_all();
+        }
+    }
+
+    /// Shuts the server down gracefully (the database stays).
+    pub async fn stop(&mut self) -> Result<(), String> {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same address and database.
+    pub async fn resume(&mut self) -> Result<(), String> {
+        if self.server.is_some() {
+            return Ok(());
+        }
+        let mut last_error = String::new();
+        for _ in 0..100 {
+            match TcpListener::bind(self.addr).await {
+                Ok(listener) => {
+                    let server = Server::start(listener, self.config.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    self.server = Some(server);
+                    return Ok(());
+                }
+                Err(err) => {
+                    // The old socket may linger for a moment after shutdown.
+                    last_error = err.to_string();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        Err(format!("could not bind {} again: {last_error}", self.addr))
+    }
+
+    /// Stops and resumes: a restart on the same database and port.
+    pub async fn restart(&mut self) -> Result<(), String> {
+        self.stop().await?;
+        self.resume().await
+    }
+}
