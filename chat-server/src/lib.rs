@@ -1,2 +1,36 @@
-//! The reference chat server.
+//! The reference chat server: Socket.IO on socketioxide and axum, with authentication on
+//! connect, validated payloads, per-user rate limits and durable SQLite storage.
+//!
+//! Start it in-process (tests and the benchmark do) with [`Server::start`] or [`run`]:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use chat_server::{Server, ServerConfig};
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = Server::start(listener, ServerConfig::new("chat.db", "secret")).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+mod connection;
+pub mod error;
+mod fanout;
+mod handlers;
+pub mod presence;
+pub mod rate;
+pub mod sequencer;
+mod server;
+pub mod state;
+pub mod store;
+pub mod typing;
+
+pub use auth::mint_token;
+pub use config::{Limits, RateLimits, ServerConfig};
+pub use error::{ServerError, StoreError, TokenError};
+pub use server::{run, Server};

@@ -1,0 +1,111 @@
+//! The command-line interface of the server, shared by `chat-server` and `chat serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chat_protocol::UserId;
+use clap::{Args, Subcommand};
+
+use crate::config::{Limits, RateLimits, ServerConfig};
+
+/// Flags of the server.
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// SQLite database file (created if missing).
+    #[arg(long, default_value = "chat.db")]
+    pub db: PathBuf,
+    /// The token secret.
+    #[command(flatten)]
+    pub secret: SecretArg,
+    /// Sync each commit with `synchronous=NORMAL` instead of `FULL` (faster; the last
+    /// commits may be lost on power failure, not on a process crash).
+    #[arg(long)]
+    pub no_fsync: bool,
+    /// Most characters in a message body.
+    #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u32).range(1..=4000))]
+    pub max_body_chars: u32,
+    /// `message:send` requests per second per user (burst: twice this).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub send_rate: u32,
+    /// `typing:*` events per second per user (burst: twice this).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub typing_rate: u32,
+    /// Other requests per second per user (burst: twice this).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub request_rate: u32,
+    /// Most simultaneous connections per user.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_user: u32,
+    /// How long a user stays online after its last socket closes.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub presence_grace: Duration,
+}
+
+/// The token secret, from `--jwt-secret` or `CHAT_JWT_SECRET`.
+#[derive(Args, Clone, Debug)]
+pub struct SecretArg {
+    /// HS256 secret tokens are signed with (required).
+    #[arg(long = "jwt-secret", env = "CHAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+}
+
+/// No secret was given.
+#[derive(Debug, thiserror::Error)]
+#[error("no token secret: pass --jwt-secret or set CHAT_JWT_SECRET")]
+pub struct MissingSecret;
+
+impl SecretArg {
+    /// The secret, which must be given and not be empty.
+    pub fn get(&self) -> Result<&str, MissingSecret> {
+        self.jwt_secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or(MissingSecret)
+    }
+}
+
+impl ServeArgs {
+    /// The configuration these flags describe.
+    pub fn config(&self) -> Result<ServerConfig, MissingSecret> {
+        let mut config = ServerConfig::new(&self.db, self.secret.get()?);
+        config.durable = !self.no_fsync;
+        config.limits = Limits {
+            max_body_chars: self.max_body_chars as usize,
+            max_connections_per_user: self.max_connections_per_user as usize,
+            ..Limits::default()
+        };
+        config.rates = RateLimits {
+            send_per_sec: self.send_rate,
+            typing_per_sec: self.typing_rate,
+            other_per_sec: self.request_rate,
+        };
+        config.presence_grace = self.presence_grace;
+        Ok(config)
+    }
+}
+
+/// Flags of `token`.
+#[derive(Args, Clone, Debug)]
+pub struct TokenArgs {
+    /// The user the token is for.
+    pub user: UserId,
+    /// How long the token is valid.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// The token secret.
+    #[command(flatten)]
+    pub secret: SecretArg,
+}
+
+/// Subcommands of `chat-server`.
+#[derive(Subcommand, Clone, Debug)]
+pub enum ServerCommand {
+    /// Print a token for a user, signed with the server's secret.
+    ///
+    /// Example: `CHAT_TOKEN=$(chat-server token alice --ttl 1h)`
+    Token(TokenArgs),
+}

@@ -1,0 +1,94 @@
+//! Server configuration: where data lives, the token secret, and every limit.
+//!
+//! Defaults are the ones PROTOCOL.md gives; the binary exposes each as a flag.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chat_protocol::limits;
+
+/// Everything a server needs to run.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The SQLite database file (created if missing).
+    pub db_path: PathBuf,
+    /// The HS256 secret tokens are signed with.
+    pub jwt_secret: String,
+    /// Whether SQLite syncs every commit to disk (`synchronous=FULL`); `false` uses `NORMAL`,
+    /// which survives a process crash but may lose the last commits on power loss.
+    pub durable: bool,
+    /// Size and count limits.
+    pub limits: Limits,
+    /// Per-user request rates.
+    pub rates: RateLimits,
+    /// How long a user stays online after its last socket closes.
+    pub presence_grace: Duration,
+    /// How long a typing indicator lives without a refresh.
+    pub typing_expiry: Duration,
+    /// Engine.IO ping interval.
+    pub ping_interval: Duration,
+    /// Engine.IO ping timeout.
+    pub ping_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// A configuration with the protocol's defaults.
+    pub fn new(db_path: impl Into<PathBuf>, jwt_secret: impl Into<String>) -> Self {
+        Self {
+            db_path: db_path.into(),
+            jwt_secret: jwt_secret.into(),
+            durable: true,
+            limits: Limits::default(),
+            rates: RateLimits::default(),
+            presence_grace: Duration::from_secs(limits::PRESENCE_GRACE_SECS),
+            typing_expiry: Duration::from_secs(limits::TYPING_EXPIRY_SECS),
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Size and count limits.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Most Unicode scalar values in a message body (at most the protocol's 4,000).
+    pub max_body_chars: usize,
+    /// Largest Socket.IO packet, in bytes (WebSocket message, frame and polling payload).
+    pub max_packet_bytes: usize,
+    /// Most packets queued for one socket before sends to it fail.
+    pub socket_buffer_packets: usize,
+    /// Most simultaneous connections of one user.
+    pub max_connections_per_user: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_chars: limits::MAX_BODY_CHARS,
+            max_packet_bytes: limits::MAX_PACKET_BYTES,
+            socket_buffer_packets: 4096,
+            max_connections_per_user: 16,
+        }
+    }
+}
+
+/// Per-user request rates (GCRA); each allows a burst of twice its rate.
+#[derive(Clone, Debug)]
+pub struct RateLimits {
+    /// `message:send` per second.
+    pub send_per_sec: u32,
+    /// `typing:*` per second.
+    pub typing_per_sec: u32,
+    /// All other requests together, per second.
+    pub other_per_sec: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            send_per_sec: 20,
+            typing_per_sec: 5,
+            other_per_sec: 50,
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The server's errors, one enum per operation.
+
+use chat_protocol::{ErrorBody, ErrorCode};
+
+/// Starting, running or stopping the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not be opened or closed.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// Serving connections failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+    /// The configuration is not usable.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The database file is from a newer version of the server.
+    #[error("database schema version {found} is newer than this server understands ({supported})")]
+    SchemaTooNew {
+        /// Version in the file.
+        found: i64,
+        /// Newest version this build knows.
+        supported: i64,
+    },
+    /// The commit failed; nothing of the request was stored.
+    #[error("commit failed: {0}")]
+    Commit(String),
+    /// The request was dropped unrun (the store could not start a transaction).
+    #[error("the store could not run the request")]
+    Aborted,
+    /// The store has been closed.
+    #[error("the store is closed")]
+    Closed,
+    /// Stored data could not be read back (a corrupt or hand-edited row).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// How a client is told about this failure: nothing was committed.
+    pub fn to_wire(&self) -> ErrorBody {
+        tracing::error!(error = %self, "store failure");
+        ErrorBody::new(
+            ErrorCode::Internal,
+            "the server could not store the request; nothing was committed",
+        )
+    }
+}
+
+/// Minting or checking a token failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The token is malformed, expired or wrongly signed.
+    #[error("invalid token: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+    /// The token's subject is not a valid user id.
+    #[error("token subject is not a valid user id: {0}")]
+    Subject(#[from] chat_protocol::ValidationError),
+}

@@ -1,0 +1,49 @@
+//! Sending server events to the sockets in a room.
+//!
+//! Messages are fanned out by one task reading the store's commit feed, so every receiver
+//! gets a room's messages in `seq` order. Each socket is written to on its own: a socket whose
+//! buffer is full is disconnected rather than silently skipped, so its client reconnects and
+//! catches up with `message:sync` instead of missing a message.
+
+use chat_protocol::events::names;
+use chat_protocol::Message;
+use serde::Serialize;
+use socketioxide::adapter::Adapter;
+use socketioxide::{SendError, SocketError, SocketIo};
+use tokio::sync::mpsc;
+
+use crate::state::room_key;
+
+/// Emits `event` to every socket in `rooms`; sockets that cannot take it are disconnected.
+pub fn emit_to<A: Adapter, T: Serialize + ?Sized>(
+    io: &SocketIo<A>,
+    rooms: Vec<String>,
+    event: &str,
+    data: &T,
+) {
+    if rooms.is_empty() {
+        return;
+    }
+    for socket in io.to(rooms).sockets() {
+        match socket.emit(event, data) {
+            Ok(()) => {}
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                tracing::warn!(sid = %socket.id, event, "socket buffer full; disconnecting it so it resyncs");
+                let _ = socket.disconnect();
+            }
+            Err(e) => tracing::debug!(sid = %socket.id, event, error = %e, "emit failed"),
+        }
+    }
+}
+
+/// Fans out committed messages, in commit order, until the feed closes.
+pub async fn run<A: Adapter>(io: SocketIo<A>, mut feed: mpsc::UnboundedReceiver<Message>) {
+    while let Some(message) = feed.recv().await {
+        emit_to(
+            &io,
+            vec![room_key(&message.room)],
+            names::MESSAGE_NEW,
+            &message,
+        );
+    }
+}

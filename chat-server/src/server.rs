@@ -1,0 +1,162 @@
+//! Starting and stopping a server: the HTTP stack, the Socket.IO layer with explicit limits,
+//! the store, and the background tasks.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_protocol::UserId;
+use socketioxide::handler::ConnectHandler;
+use socketioxide::{SocketIo, TransportType};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::ServerConfig;
+use crate::connection::{authenticate, on_connect};
+use crate::error::ServerError;
+use crate::fanout;
+use crate::state::{user_key, AppState};
+use crate::store::{SqliteStore, Store};
+
+/// How long shutdown waits for connections to close before it stops waiting.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    io: SocketIo,
+    store: Arc<dyn Store>,
+    stop: Option<oneshot::Sender<()>>,
+    serving: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the store and starts serving on `listener`.
+    pub async fn start(listener: TcpListener, config: ServerConfig) -> Result<Self, ServerError> {
+        let addr = listener.local_addr()?;
+        if config.limits.max_body_chars > chat_protocol::limits::MAX_BODY_CHARS {
+            return Err(ServerError::Config(format!(
+                "max body length {} is over the protocol's {}",
+                config.limits.max_body_chars,
+                chat_protocol::limits::MAX_BODY_CHARS
+            )));
+        }
+        let (feed, feed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (path, durable) = (config.db_path.clone(), config.durable);
+        let store: Arc<dyn Store> = Arc::new(
+            tokio::task::spawn_blocking(move || SqliteStore::open(&path, durable, Some(feed)))
+                .await
+                .map_err(|e| ServerError::Config(format!("store thread failed: {e}")))??,
+        );
+        let packet = config.limits.max_packet_bytes;
+        let (ping_interval, ping_timeout) = (config.ping_interval, config.ping_timeout);
+        let buffer = config.limits.socket_buffer_packets;
+        let state = AppState::new(config, store.clone());
+        let (layer, io) = SocketIo::builder()
+            .transports([TransportType::Websocket, TransportType::Polling])
+            .max_payload(packet as u64)
+            .ws_max_message_size(packet)
+            .ws_max_frame_size(packet)
+            .max_buffer_size(buffer)
+            .ping_interval(ping_interval)
+            .ping_timeout(ping_timeout)
+            .with_state(state.clone())
+            .build_layer();
+        io.ns("/", on_connect.with(authenticate));
+
+        let app = axum::Router::new()
+            .route("/health", axum::routing::get(|| async { "ok" }))
+            .layer(layer);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .into_future(),
+        );
+        let background = vec![
+            tokio::spawn(fanout::run(io.clone(), feed_rx)),
+            tokio::spawn(housekeeping(state)),
+        ];
+        tracing::info!(%addr, "listening");
+        Ok(Self {
+            addr,
+            io,
+            store,
+            stop: Some(stop),
+            serving,
+            background,
+        })
+    }
+
+    /// The address the server accepts connections on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Disconnects every socket of `user` from the server side.
+    pub fn kick_user(&self, user: &UserId) {
+        for socket in self.io.to(user_key(user)).sockets() {
+            let _ = socket.disconnect();
+        }
+    }
+
+    /// Disconnects every socket from the server side.
+    pub fn kick_all(&self) {
+        for socket in self.io.sockets() {
+            let _ = socket.disconnect();
+        }
+    }
+
+    /// Number of connected sockets.
+    pub fn connection_count(&self) -> usize {
+        self.io.sockets().len()
+    }
+
+    /// Stops accepting, closes every socket, waits for the store to flush and close.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.io.close().await;
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.serving).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+            Err(_) => {
+                tracing::warn!("connections still open after the grace period; closing them");
+                self.serving.abort();
+            }
+        }
+        for task in self.background.drain(..) {
+            task.abort();
+        }
+        self.store.close().await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Periodic upkeep: forget idle rate-limit entries.
+async fn housekeeping(app: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        app.limiters.forget_idle();
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes, then stops gracefully.
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let server = Server::start(listener, config).await?;
+    shutdown.await;
+    server.shutdown().await
+}

@@ -1,0 +1,138 @@
+//! Durable storage behind one trait, so SQLite (the default) and later PostgreSQL are
+//! interchangeable and pass the same conformance suite (`tests/store_conformance.rs`).
+//!
+//! Every method is one atomic operation. A message's `seq` is assigned in the same
+//! transaction that stores it, and an operation returns only after it is durably committed.
+
+use async_trait::async_trait;
+use chat_protocol::results::MemberWatermarks;
+use chat_protocol::{Body, ClientId, Message, MessageId, RoomId, Seq, Timestamp, UserId};
+
+use crate::error::StoreError;
+
+mod schema;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// What `join` found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Joined {
+    /// True when the user was not a member before this call.
+    pub newly_joined: bool,
+    /// The room's newest `seq`.
+    pub last_seq: Seq,
+    /// Every member, the caller included, sorted.
+    pub members: Vec<UserId>,
+    /// Every member's watermarks, sorted by user.
+    pub watermarks: Vec<MemberWatermarks>,
+}
+
+/// A message to append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The room.
+    pub room: RoomId,
+    /// The sender.
+    pub sender: UserId,
+    /// The sender's idempotency key.
+    pub client_id: ClientId,
+    /// The text.
+    pub body: Body,
+    /// The `seq` answered.
+    pub reply_to: Option<Seq>,
+    /// The server's time of storing.
+    pub ts: Timestamp,
+}
+
+/// What `append` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// The message was stored now.
+    Stored(Message),
+    /// `(sender, client_id)` was stored before: this is the original, nothing new was stored.
+    Duplicate(Message),
+    /// The sender is not a member of the room; nothing was stored.
+    NotMember,
+}
+
+/// A page of history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Messages in `seq` order.
+    pub messages: Vec<Message>,
+    /// The room's newest `seq`.
+    pub last_seq: Seq,
+    /// More messages follow the page.
+    pub has_more: bool,
+}
+
+/// A member's watermarks after a receipt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watermarks {
+    /// Delivered watermark.
+    pub delivered_seq: Seq,
+    /// Read watermark.
+    pub read_seq: Seq,
+    /// True when either moved.
+    pub moved: bool,
+    /// How far the read watermark moved.
+    pub read_moved_by: u64,
+}
+
+/// The result of an operation that requires membership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Membership<T> {
+    /// The caller is a member; here is the result.
+    Member(T),
+    /// The caller is not a member; nothing was done.
+    NotMember,
+}
+
+/// Durable storage of rooms, memberships, messages, watermarks and `last_seen`.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Makes `user` a member of `room` (creating the room), or confirms it already is.
+    async fn join(&self, room: &RoomId, user: &UserId) -> Result<Joined, StoreError>;
+    /// Ends `user`'s membership; true when it was a member.
+    async fn leave(&self, room: &RoomId, user: &UserId) -> Result<bool, StoreError>;
+    /// Whether `user` is a member of `room`.
+    async fn is_member(&self, room: &RoomId, user: &UserId) -> Result<bool, StoreError>;
+    /// Stores a message with the room's next `seq`, unless `(sender, client_id)` exists.
+    async fn append(&self, message: NewMessage) -> Result<Appended, StoreError>;
+    /// Up to `limit` messages after `after_seq`.
+    async fn sync(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        after_seq: Seq,
+        limit: u32,
+    ) -> Result<Membership<Page>, StoreError>;
+    /// Moves `user`'s delivered watermark up to `up_to_seq` (capped at the room's newest).
+    async fn mark_delivered(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        up_to_seq: Seq,
+    ) -> Result<Membership<Watermarks>, StoreError>;
+    /// Moves `user`'s read (and delivered) watermark up to `up_to_seq`, in one statement.
+    async fn mark_read(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        up_to_seq: Seq,
+    ) -> Result<Membership<Watermarks>, StoreError>;
+    /// Rooms `user` is a member of.
+    async fn rooms_of(&self, user: &UserId) -> Result<Vec<RoomId>, StoreError>;
+    /// Records when `user`'s last socket closed.
+    async fn set_last_seen(&self, user: &UserId, ts: Timestamp) -> Result<(), StoreError>;
+    /// `last_seen` of each user, in the order given.
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<Option<Timestamp>>, StoreError>;
+    /// Flushes and closes; later calls fail with [`StoreError::Closed`].
+    async fn close(&self) -> Result<(), StoreError>;
+}
+
+/// Builds a message id from its room and seq: unique, stable across restarts.
+pub(crate) fn message_id(room: &RoomId, seq: Seq) -> MessageId {
+    MessageId(format!("{room}:{seq}"))
+}

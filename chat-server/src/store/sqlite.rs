@@ -1,0 +1,511 @@
+//! The embedded SQLite store: one connection owned by one writer thread with group commit.
+//!
+//! Requests queue on a channel; the thread takes every request waiting (up to a batch
+//! limit), runs each inside its own savepoint of one transaction, commits once, and only then
+//! answers them all. One fsync thus covers many messages, a failing request rolls back alone,
+//! and nobody hears "stored" before the commit is durable. One thread also makes the order of
+//! operations the order they were submitted in.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use chat_protocol::results::MemberWatermarks;
+use chat_protocol::{Body, ClientId, Message, RoomId, Seq, Timestamp, UserId};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use super::{
+    message_id, schema, Appended, Joined, Membership, NewMessage, Page, Store, Watermarks,
+};
+use crate::error::StoreError;
+
+/// Most requests committed together.
+const MAX_BATCH: usize = 512;
+
+/// Runs inside the batch's transaction; returns whether it succeeded and what to do once the
+/// commit's outcome is known.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Where committed messages are published, in commit order.
+pub type Feed = tokio::sync::mpsc::UnboundedSender<Message>;
+
+enum Command {
+    Run(Job),
+    Close(oneshot::Sender<()>),
+}
+
+/// SQLite-backed [`Store`].
+#[derive(Debug)]
+pub struct SqliteStore {
+    feed: Option<Feed>,
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    /// `durable` selects `synchronous=FULL`; otherwise `NORMAL`. Every newly stored message
+    /// is sent on `feed` once committed, in commit order (so in `seq` order per room), before
+    /// its `append` returns.
+    pub fn open(path: &Path, durable: bool, feed: Option<Feed>) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::migrate(&mut conn)?;
+        let (commands, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("chat-store".into())
+            .spawn(move || writer_loop(conn, receiver))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the store thread: {e}")))?;
+        Ok(Self {
+            feed,
+            commands: Mutex::new(Some(commands)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    async fn call<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.call_publishing(work, |_| None).await
+    }
+
+    /// Like `call`, and once committed publishes the message `published` picks from the result.
+    async fn call_publishing<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        published: impl FnOnce(&R) -> Option<Message> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let feed = self.feed.clone();
+        let job: Job = Box::new(move |conn| {
+            let result = work(conn);
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |commit| {
+                let outcome = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Commit(e)),
+                };
+                if let (Ok(value), Some(feed)) = (&outcome, feed) {
+                    if let Some(message) = published(value) {
+                        let _ = feed.send(message);
+                    }
+                }
+                let _ = reply.send(outcome);
+            });
+            (ok, completion)
+        });
+        self.send(Command::Run(job))?;
+        answer.await.map_err(|_| StoreError::Aborted)?
+    }
+
+    fn send(&self, command: Command) -> Result<(), StoreError> {
+        let guard = self.commands.lock().map_err(|_| StoreError::Closed)?;
+        guard
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(command)
+            .map_err(|_| StoreError::Closed)
+    }
+}
+
+fn writer_loop(conn: Connection, receiver: mpsc::Receiver<Command>) {
+    let mut closing = None;
+    while closing.is_none() {
+        let Ok(first) = receiver.recv() else { break };
+        let mut jobs = Vec::new();
+        match first {
+            Command::Run(job) => jobs.push(job),
+            Command::Close(done) => closing = Some(done),
+        }
+        while closing.is_none() && jobs.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(Command::Run(job)) => jobs.push(job),
+                Ok(Command::Close(done)) => closing = Some(done),
+                Err(_) => break,
+            }
+        }
+        if !jobs.is_empty() {
+            run_batch(&conn, jobs);
+        }
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(error = %e, "checkpoint on close failed");
+    }
+    drop(conn);
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+fn run_batch(conn: &Connection, jobs: Vec<Job>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // Dropping the jobs unrun answers each caller with `Aborted`: nothing was committed.
+        tracing::error!(error = %e, "cannot begin a transaction");
+        return;
+    }
+    let mut completions = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let savepoint = conn.execute_batch("SAVEPOINT job");
+        let (ok, completion) = job(conn);
+        if savepoint.is_ok() {
+            let end = if ok {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
+            if let Err(e) = conn.execute_batch(end) {
+                tracing::error!(error = %e, "savepoint end failed");
+            }
+        }
+        completions.push(completion);
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        e.to_string()
+    });
+    for completion in completions {
+        completion(commit.clone());
+    }
+}
+
+fn parse<T, E: std::fmt::Display>(what: &str, value: Result<T, E>) -> Result<T, StoreError> {
+    value.map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Columns: room, seq, sender, client_id, body, ts, reply_to.
+const MESSAGE_COLUMNS: &str = "room, seq, sender, client_id, body, ts, reply_to";
+
+type MessageRow = (String, i64, String, String, String, i64, Option<i64>);
+
+fn read_message_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+fn to_message(row: MessageRow) -> Result<Message, StoreError> {
+    let (room, seq, sender, client_id, body, ts, reply_to) = row;
+    let room = parse("room", RoomId::new(room))?;
+    let seq = seq as Seq;
+    Ok(Message {
+        id: message_id(&room, seq),
+        room,
+        seq,
+        client_id: parse("client_id", client_id.parse::<ClientId>())?,
+        sender: parse("sender", UserId::new(sender))?,
+        body: parse("body", Body::with_limit(body, usize::MAX))?,
+        ts,
+        reply_to: reply_to.map(|r| r as Seq),
+    })
+}
+
+fn last_seq(conn: &Connection, room: &str) -> rusqlite::Result<Seq> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT last_seq FROM rooms WHERE id = ?1")?
+        .query_row([room], |row| row.get(0))
+        .optional()?;
+    Ok(seq.unwrap_or(0) as Seq)
+}
+
+fn member_watermarks(
+    conn: &Connection,
+    room: &str,
+    user: &str,
+) -> rusqlite::Result<Option<(Seq, Seq)>> {
+    conn.prepare_cached(
+        "SELECT delivered_seq, read_seq FROM members WHERE room = ?1 AND user = ?2 AND active = 1",
+    )?
+    .query_row([room, user], |row| {
+        Ok((row.get::<_, i64>(0)? as Seq, row.get::<_, i64>(1)? as Seq))
+    })
+    .optional()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn join(&self, room: &RoomId, user: &UserId) -> Result<Joined, StoreError> {
+        let (room, user) = (room.to_string(), user.to_string());
+        self.call(move |conn| {
+            conn.prepare_cached("INSERT INTO rooms (id) VALUES (?1) ON CONFLICT DO NOTHING")?
+                .execute([&room])?;
+            let active: Option<i64> = conn
+                .prepare_cached("SELECT active FROM members WHERE room = ?1 AND user = ?2")?
+                .query_row([&room, &user], |row| row.get(0))
+                .optional()?;
+            let newly_joined = active != Some(1);
+            if newly_joined {
+                conn.prepare_cached(
+                    "INSERT INTO members (room, user) VALUES (?1, ?2)
+                     ON CONFLICT (room, user) DO UPDATE SET active = 1",
+                )?
+                .execute([&room, &user])?;
+            }
+            let mut watermarks = Vec::new();
+            let mut statement = conn.prepare_cached(
+                "SELECT user, delivered_seq, read_seq FROM members
+                 WHERE room = ?1 AND active = 1 ORDER BY user",
+            )?;
+            let rows = statement.query_map([&room], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (member, delivered, read) = row?;
+                watermarks.push(MemberWatermarks {
+                    user: parse("member", UserId::new(member))?,
+                    delivered_seq: delivered as Seq,
+                    read_seq: read as Seq,
+                });
+            }
+            Ok(Joined {
+                newly_joined,
+                last_seq: last_seq(conn, &room)?,
+                members: watermarks.iter().map(|w| w.user.clone()).collect(),
+                watermarks,
+            })
+        })
+        .await
+    }
+
+    async fn leave(&self, room: &RoomId, user: &UserId) -> Result<bool, StoreError> {
+        let (room, user) = (room.to_string(), user.to_string());
+        self.call(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE members SET active = 0 WHERE room = ?1 AND user = ?2 AND active = 1",
+                )?
+                .execute([&room, &user])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn is_member(&self, room: &RoomId, user: &UserId) -> Result<bool, StoreError> {
+        let (room, user) = (room.to_string(), user.to_string());
+        self.call(move |conn| Ok(member_watermarks(conn, &room, &user)?.is_some()))
+            .await
+    }
+
+    async fn append(&self, message: NewMessage) -> Result<Appended, StoreError> {
+        self.call_publishing(
+            move |conn| {
+                let sender = message.sender.to_string();
+                let client_id = message.client_id.to_string();
+                let original = conn
+                    .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender = ?1 AND client_id = ?2"
+                ))?
+                    .query_row([&sender, &client_id], read_message_row)
+                    .optional()?;
+                if let Some(row) = original {
+                    return Ok(Appended::Duplicate(to_message(row)?));
+                }
+                let room = message.room.to_string();
+                if member_watermarks(conn, &room, &sender)?.is_none() {
+                    return Ok(Appended::NotMember);
+                }
+                let seq: i64 = conn
+                    .prepare_cached(
+                        "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
+                    )?
+                    .query_row([&room], |row| row.get(0))?;
+                conn.prepare_cached(&format!(
+                    "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                ))?
+                .execute(params![
+                    room,
+                    seq,
+                    sender,
+                    client_id,
+                    message.body.as_str(),
+                    message.ts,
+                    message.reply_to.map(|r| r as i64),
+                ])?;
+                Ok(Appended::Stored(Message {
+                    id: message_id(&message.room, seq as Seq),
+                    room: message.room,
+                    seq: seq as Seq,
+                    client_id: message.client_id,
+                    sender: message.sender,
+                    body: message.body,
+                    ts: message.ts,
+                    reply_to: message.reply_to,
+                }))
+            },
+            |appended| match appended {
+                Appended::Stored(message) => Some(message.clone()),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    async fn sync(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        after_seq: Seq,
+        limit: u32,
+    ) -> Result<Membership<Page>, StoreError> {
+        let (room, user) = (room.to_string(), user.to_string());
+        self.call(move |conn| {
+            if member_watermarks(conn, &room, &user)?.is_none() {
+                return Ok(Membership::NotMember);
+            }
+            let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ?1 AND seq > ?2
+                 ORDER BY seq LIMIT ?3"
+            ))?;
+            let rows = statement
+                .query_map(params![room, after, i64::from(limit) + 1], read_message_row)?;
+            let mut messages = Vec::with_capacity(limit as usize);
+            for row in rows {
+                messages.push(to_message(row?)?);
+            }
+            let has_more = messages.len() > limit as usize;
+            messages.truncate(limit as usize);
+            Ok(Membership::Member(Page {
+                messages,
+                last_seq: last_seq(conn, &room)?,
+                has_more,
+            }))
+        })
+        .await
+    }
+
+    async fn mark_delivered(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        up_to_seq: Seq,
+    ) -> Result<Membership<Watermarks>, StoreError> {
+        self.move_watermarks(room, user, up_to_seq, false).await
+    }
+
+    async fn mark_read(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        up_to_seq: Seq,
+    ) -> Result<Membership<Watermarks>, StoreError> {
+        self.move_watermarks(room, user, up_to_seq, true).await
+    }
+
+    async fn rooms_of(&self, user: &UserId) -> Result<Vec<RoomId>, StoreError> {
+        let user = user.to_string();
+        self.call(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT room FROM members WHERE user = ?1 AND active = 1 ORDER BY room",
+            )?;
+            let rows = statement.query_map([&user], |row| row.get::<_, String>(0))?;
+            let mut rooms = Vec::new();
+            for room in rows {
+                rooms.push(parse("room", RoomId::new(room?))?);
+            }
+            Ok(rooms)
+        })
+        .await
+    }
+
+    async fn set_last_seen(&self, user: &UserId, ts: Timestamp) -> Result<(), StoreError> {
+        let user = user.to_string();
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO users (id, last_seen) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+            )?
+            .execute(params![user, ts])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<Option<Timestamp>>, StoreError> {
+        let users: Vec<String> = users.iter().map(ToString::to_string).collect();
+        self.call(move |conn| {
+            let mut statement = conn.prepare_cached("SELECT last_seen FROM users WHERE id = ?1")?;
+            let mut seen = Vec::with_capacity(users.len());
+            for user in &users {
+                let ts: Option<Option<i64>> =
+                    statement.query_row([user], |row| row.get(0)).optional()?;
+                seen.push(ts.flatten());
+            }
+            Ok(seen)
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        let (done, closed) = oneshot::channel();
+        if self.send(Command::Close(done)).is_ok() {
+            let _ = closed.await;
+        }
+        if let Ok(mut commands) = self.commands.lock() {
+            commands.take();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    async fn move_watermarks(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        up_to_seq: Seq,
+        read: bool,
+    ) -> Result<Membership<Watermarks>, StoreError> {
+        let (room, user) = (room.to_string(), user.to_string());
+        self.call(move |conn| {
+            let Some((delivered, old_read)) = member_watermarks(conn, &room, &user)? else {
+                return Ok(Membership::NotMember);
+            };
+            let target = up_to_seq.min(last_seq(conn, &room)?);
+            let new_delivered = delivered.max(target);
+            let new_read = if read { old_read.max(target) } else { old_read };
+            let moved = new_delivered != delivered || new_read != old_read;
+            if moved {
+                // One statement moves the watermark, however many messages it covers.
+                conn.prepare_cached(
+                    "UPDATE members SET delivered_seq = ?3, read_seq = ?4
+                     WHERE room = ?1 AND user = ?2 AND active = 1",
+                )?
+                .execute(params![
+                    room,
+                    user,
+                    new_delivered as i64,
+                    new_read as i64
+                ])?;
+            }
+            Ok(Membership::Member(Watermarks {
+                delivered_seq: new_delivered,
+                read_seq: new_read,
+                moved,
+                read_moved_by: new_read - old_read,
+            }))
+        })
+        .await
+    }
+}
