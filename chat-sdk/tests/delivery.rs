@@ -1,0 +1,54 @@
+//! The happy path against the real server: send, receive, statuses, read, presence, history.
+
+mod common;
+
+use chat_sdk::{ChatEvent, MessageState};
+use chat_testkit::TestServer;
+use common::*;
+
+#[tokio::test]
+async fn a_message_is_received_once_and_its_status_moves_to_read() {
+    let server = TestServer::start().await.expect("server starts");
+    let url = server.url();
+    let (alice, mut alice_events) = connect(&server, &url, "alice").await;
+    let (bob, mut bob_events) = connect(&server, &url, "bob").await;
+    let general = room("general");
+    alice.join(&general).await.expect("alice joins");
+    bob.join(&general).await.expect("bob joins");
+
+    let id = alice.send(&general, "hello bob").expect("queued");
+    let got = collect_messages(&mut bob_events, &general, 1).await;
+    assert_eq!(got[0].body.as_str(), "hello bob");
+    assert_eq!(got[0].client_id, id);
+    assert_eq!(got[0].seq, 1);
+
+    let delivered = wait_for(&mut alice_events, |e| match e {
+        ChatEvent::Status {
+            client_id,
+            state: MessageState::Delivered { seq, .. },
+            ..
+        } if *client_id == id => Some(*seq),
+        _ => None,
+    })
+    .await;
+    assert_eq!(delivered, 1);
+
+    bob.mark_read(&general).await.expect("read");
+    wait_for(&mut alice_events, |e| match e {
+        ChatEvent::Status {
+            client_id,
+            state: MessageState::Read { .. },
+            ..
+        } if *client_id == id => Some(()),
+        _ => None,
+    })
+    .await;
+
+    let presence = alice
+        .presence(&[chat_sdk::chat_protocol::UserId::new("bob").expect("id")])
+        .await
+        .expect("presence");
+    assert!(presence[0].online);
+    let history = alice.history(&general, 0, 10).await.expect("history");
+    assert_eq!(history.messages.len(), 1);
+}
