@@ -2,6 +2,8 @@
 //! waiting on events with a generous timeout as the only failure guard.
 #![allow(dead_code)]
 
+pub mod transport;
+
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -1,0 +1,99 @@
+//! A transport wrapper for tests: counts every `message:send` put on the wire (per
+//! `client_id`) and can swallow acks after the server answered them, as a link that dies
+//! between the server's commit and the ack's arrival would.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chat_sdk::transport::{ConnectRequest, Inbound};
+use chat_sdk::{Connection, SocketIoTransport, Transport, TransportError};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Default)]
+pub struct Wire {
+    /// `message:send` requests per client_id, in the order they were put on the wire.
+    pub sends: Mutex<Vec<String>>,
+    /// How many upcoming `message:send` acks to swallow.
+    pub swallow_acks: AtomicUsize,
+    /// Connections made.
+    pub connections: AtomicUsize,
+}
+
+impl Wire {
+    pub fn counts(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for id in self.sends.lock().expect("lock").iter() {
+            *counts.entry(id.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct CountingTransport {
+    pub wire: Arc<Wire>,
+}
+
+#[derive(Debug)]
+struct CountingConnection {
+    inner: Arc<dyn Connection>,
+    wire: Arc<Wire>,
+}
+
+#[async_trait]
+impl Transport for CountingTransport {
+    async fn connect(
+        &self,
+        request: ConnectRequest,
+    ) -> Result<(Arc<dyn Connection>, mpsc::Receiver<Inbound>), TransportError> {
+        let (inner, inbound) = SocketIoTransport.connect(request).await?;
+        self.wire.connections.fetch_add(1, Ordering::SeqCst);
+        let conn: Arc<dyn Connection> = Arc::new(CountingConnection {
+            inner,
+            wire: self.wire.clone(),
+        });
+        Ok((conn, inbound))
+    }
+}
+
+#[async_trait]
+impl Connection for CountingConnection {
+    async fn request(&self, event: &str, payload: Value) -> Result<Value, TransportError> {
+        if event == "message:send" {
+            let id = payload["client_id"].as_str().unwrap_or_default().to_owned();
+            self.wire.sends.lock().expect("lock").push(id);
+            let answer = self.inner.request(event, payload).await?;
+            let swallow = self
+                .wire
+                .swallow_acks
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if swallow {
+                self.inner.close("ack swallowed by the test");
+                return Err(TransportError::AckTimeout(Duration::ZERO));
+            }
+            return Ok(answer);
+        }
+        self.inner.request(event, payload).await
+    }
+
+    async fn emit(&self, event: &str, payload: Value) -> Result<(), TransportError> {
+        self.inner.emit(event, payload).await
+    }
+
+    async fn closed(&self) -> String {
+        self.inner.closed().await
+    }
+
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    fn close(&self, reason: &str) {
+        self.inner.close(reason)
+    }
+}

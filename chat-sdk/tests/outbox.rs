@@ -1,0 +1,339 @@
+//! The persistent outbox: order, exactly-once across resends and restarts, one flusher at a
+//! time, classification of errors, bounds, retry and discard, and the state transitions of a
+//! message across a fault (snapshot).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_sdk::chat_protocol::{ClientId, ErrorCode};
+use chat_sdk::{ChatEvent, Client, FailureReason, MessageState, SendError};
+use chat_testkit::{Relay, TestServer};
+use common::transport::CountingTransport;
+use common::*;
+
+#[tokio::test]
+async fn client_restart_on_the_same_outbox_file_resumes_with_the_same_client_ids() {
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay starts");
+    let store = server.temp_path("alice.db");
+    let general = room("general");
+    let (bob, mut bob_events) = connect(&server, &server.url(), "bob").await;
+    bob.join(&general).await.expect("bob joins");
+    // Alice is a member before going offline.
+    {
+        let (alice, _events) = builder(&relay.url(), server.token("alice"))
+            .store_path(&store)
+            .connect()
+            .await
+            .expect("alice connects");
+        alice.join(&general).await.expect("alice joins");
+        alice.close().await;
+    }
+
+    relay.refuse_new(true);
+    let bodies: Vec<String> = (0..20).map(|i| format!("offline {i}")).collect();
+    let queued: Vec<ClientId> = {
+        let (alice, _events) = builder(&relay.url(), server.token("alice"))
+            .store_path(&store)
+            .start()
+            .expect("alice starts offline");
+        let ids = bodies
+            .iter()
+            .map(|b| alice.send(&general, b.clone()).expect("queued offline"))
+            .collect();
+        // The process "dies": dropped without flushing anything.
+        drop(alice);
+        ids
+    };
+
+    let (alice, mut alice_events) = builder(&relay.url(), server.token("alice"))
+        .store_path(&store)
+        .start()
+        .expect("alice restarts");
+    let pending: Vec<ClientId> = alice
+        .outbox()
+        .expect("outbox")
+        .iter()
+        .filter(|m| m.state.is_pending())
+        .map(|m| m.client_id)
+        .collect();
+    assert_eq!(
+        pending, queued,
+        "the reopened outbox lost or reordered messages"
+    );
+
+    relay.refuse_new(false);
+    let got = collect_messages(&mut bob_events, &general, bodies.len()).await;
+    assert_exactly_once_in_order(&got, &bodies, 1);
+    assert_eq!(got.iter().map(|m| m.client_id).collect::<Vec<_>>(), queued);
+    wait_until(&mut alice_events, || all_acked(&alice)).await;
+    assert_exactly_once_in_order(&stored(&bob, &general).await, &bodies, 1);
+}
+
+#[tokio::test]
+async fn concurrent_flush_triggers_send_nothing_twice_or_out_of_order() {
+    let server = TestServer::start().await.expect("server starts");
+    let transport = Arc::new(CountingTransport::default());
+    let wire = transport.wire.clone();
+    let (alice, mut alice_events) = builder(&server.url(), server.token("alice"))
+        .transport(transport)
+        .connect()
+        .await
+        .expect("alice connects");
+    let general = room("general");
+    alice.join(&general).await.expect("join");
+
+    let bodies: Vec<String> = (0..150).map(|i| format!("m{i}")).collect();
+    let mut ids = Vec::new();
+    let hammer = {
+        let alice = alice.clone();
+        tokio::spawn(async move {
+            let mut triggers = Vec::new();
+            for _ in 0..32 {
+                let alice = alice.clone();
+                triggers.push(tokio::spawn(async move {
+                    for _ in 0..200 {
+                        alice.flush();
+                        tokio::task::yield_now().await;
+                    }
+                }));
+            }
+            for t in triggers {
+                t.await.expect("trigger task");
+            }
+        })
+    };
+    for body in &bodies {
+        ids.push(alice.send(&general, body.clone()).expect("queued"));
+        tokio::task::yield_now().await;
+    }
+    hammer.await.expect("hammer");
+    let got = collect_messages(&mut alice_events, &general, bodies.len()).await;
+    assert_exactly_once_in_order(&got, &bodies, 1);
+    wait_until(&mut alice_events, || all_acked(&alice)).await;
+
+    let wire_order = wire.sends.lock().expect("lock").clone();
+    let want: Vec<String> = ids.iter().map(ClientId::to_string).collect();
+    assert_eq!(
+        wire_order, want,
+        "a message went on the wire twice or out of order"
+    );
+}
+
+#[tokio::test]
+async fn an_ack_lost_after_the_commit_is_resent_and_stored_once() {
+    let server = TestServer::start().await.expect("server starts");
+    let transport = Arc::new(CountingTransport::default());
+    let wire = transport.wire.clone();
+    let (alice, mut events) = builder(&server.url(), server.token("alice"))
+        .transport(transport)
+        .connect()
+        .await
+        .expect("alice connects");
+    let general = room("general");
+    alice.join(&general).await.expect("join");
+    wire.swallow_acks
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let id = alice.send(&general, "once").expect("queued");
+    let got = collect_messages(&mut events, &general, 1).await;
+    assert_eq!(got[0].client_id, id);
+    wait_until(&mut events, || all_acked(&alice)).await;
+    assert_eq!(wire.counts()[&id.to_string()], 2, "expected one resend");
+    let stored = stored(&alice, &general).await;
+    assert_eq!(stored.len(), 1, "the resend was stored again");
+}
+
+#[tokio::test]
+async fn rate_limited_during_a_post_reconnect_flush_is_waited_out_not_failed() {
+    let server = TestServer::start_with(|config| config.rates.send_per_sec = 10)
+        .await
+        .expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay starts");
+    let (alice, mut events) = connect(&server, &relay.url(), "alice").await;
+    let general = room("general");
+    alice.join(&general).await.expect("join");
+    relay.refuse_new(true);
+    relay.reset_all();
+    // Wait for the client to notice it is offline before queueing.
+    let mut state = alice.connection_state();
+    tokio::time::timeout(
+        PATIENCE,
+        state.wait_for(|s| *s != chat_sdk::ConnectionState::Connected),
+    )
+    .await
+    .expect("noticed the reset")
+    .expect("state");
+    let bodies: Vec<String> = (0..40).map(|i| format!("burst {i}")).collect();
+    for body in &bodies {
+        alice.send(&general, body.clone()).expect("queued");
+    }
+    relay.refuse_new(false);
+    let mut requeued = 0;
+    let mut got = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        while got.len() < bodies.len() {
+            match events.recv().await.expect("events") {
+                ChatEvent::Message(m) => got.push(m),
+                ChatEvent::Status {
+                    state: MessageState::Queued,
+                    ..
+                } => requeued += 1,
+                ChatEvent::Status {
+                    state: MessageState::Failed { reason },
+                    ..
+                } => {
+                    panic!("a rate-limited message failed: {reason}")
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("all messages arrive");
+    assert_exactly_once_in_order(&got, &bodies, 1);
+    assert!(
+        requeued > 0,
+        "the server never rate-limited: the test proves nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_full_outbox_is_a_clear_error() {
+    let (client, _events) = Client::builder("http://127.0.0.1:9", "token")
+        .in_memory()
+        .outbox_capacity(3)
+        .start()
+        .expect("starts offline");
+    let general = room("general");
+    for i in 0..3 {
+        client.send(&general, format!("m{i}")).expect("fits");
+    }
+    match client.send(&general, "one too many") {
+        Err(SendError::OutboxFull { capacity: 3 }) => {}
+        other => panic!("expected OutboxFull, got {other:?}"),
+    }
+    assert!(matches!(
+        client.send(&general, "  "),
+        Err(SendError::Invalid(_))
+    ));
+    client.close().await;
+}
+
+#[tokio::test]
+async fn a_message_past_its_time_to_live_fails_as_expired() {
+    let (client, mut events) = Client::builder("http://127.0.0.1:9", "token")
+        .in_memory()
+        .ttl(Duration::from_millis(100))
+        .start()
+        .expect("starts offline");
+    let id = client.send(&room("general"), "too late").expect("queued");
+    wait_for(&mut events, |e| match e {
+        ChatEvent::Status {
+            client_id,
+            state:
+                MessageState::Failed {
+                    reason: FailureReason::Expired,
+                },
+            ..
+        } if *client_id == id => Some(()),
+        _ => None,
+    })
+    .await;
+    let message = client.message(id).expect("store").expect("still listed");
+    assert!(matches!(message.state, MessageState::Failed { .. }));
+    client.close().await;
+}
+
+#[tokio::test]
+async fn a_forbidden_message_fails_and_can_be_retried_or_discarded() {
+    let server = TestServer::start().await.expect("server starts");
+    let (alice, mut events) = connect(&server, &server.url(), "alice").await;
+    let general = room("general");
+    let first = alice.send(&general, "before joining").expect("queued");
+    let second = alice.send(&general, "also before joining").expect("queued");
+    for id in [first, second] {
+        let code = wait_for(&mut events, |e| match e {
+            ChatEvent::Status {
+                client_id,
+                state:
+                    MessageState::Failed {
+                        reason: FailureReason::Rejected { code, .. },
+                    },
+                ..
+            } if *client_id == id => Some(*code),
+            _ => None,
+        })
+        .await;
+        assert_eq!(code, ErrorCode::Forbidden);
+    }
+    alice.join(&general).await.expect("join");
+    alice.retry(first).expect("retry");
+    alice.discard(second).expect("discard");
+    let got = collect_messages(&mut events, &general, 1).await;
+    assert_eq!(got[0].client_id, first);
+    assert!(alice.message(second).expect("store").is_none());
+    assert!(alice.retry(second).is_err());
+    wait_until(&mut events, || all_acked(&alice)).await;
+    assert_eq!(stored(&alice, &general).await.len(), 1);
+}
+
+/// The states one message goes through when its first ack is lost.
+#[tokio::test]
+async fn state_transitions_across_a_lost_ack() {
+    let server = TestServer::start().await.expect("server starts");
+    let transport = Arc::new(CountingTransport::default());
+    let wire = transport.wire.clone();
+    let (alice, mut alice_events) = builder(&server.url(), server.token("alice"))
+        .transport(transport)
+        .connect()
+        .await
+        .expect("alice connects");
+    let (bob, _bob_events) = connect(&server, &server.url(), "bob").await;
+    let general = room("general");
+    alice.join(&general).await.expect("alice joins");
+    bob.join(&general).await.expect("bob joins");
+
+    wire.swallow_acks
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let id = alice.send(&general, "through a fault").expect("queued");
+    let mut states = Vec::new();
+    let mut read_requested = false;
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match alice_events.recv().await.expect("events") {
+                ChatEvent::Queued(m) if m.client_id == id => {
+                    states.push(serde_json::json!({"state": "queued (local echo)"}))
+                }
+                ChatEvent::Status {
+                    client_id, state, ..
+                } if client_id == id => {
+                    let done = matches!(state, MessageState::Read { .. });
+                    let delivered = matches!(state, MessageState::Delivered { .. });
+                    let mut value = serde_json::to_value(&state).expect("serializes");
+                    if value.get("id").is_some() {
+                        value["id"] = "<server id>".into();
+                    }
+                    states.push(value);
+                    if delivered && !read_requested {
+                        read_requested = true;
+                        bob.mark_read(&general).await.expect("bob reads");
+                    }
+                    if done {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the message reached Read");
+    assert_eq!(
+        wire.connections.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the lost ack should have cost exactly one reconnect"
+    );
+    insta::assert_json_snapshot!(states);
+}
