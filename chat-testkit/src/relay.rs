@@ -30,7 +30,9 @@ struct Shared {
     upstream: SocketAddr,
     connections: Mutex<Vec<watch::Sender<Command>>>,
     refuse: AtomicBool,
+    blackhole_new: AtomicBool,
     accepted: AtomicUsize,
+    attempts: AtomicUsize,
 }
 
 /// A fault-injecting TCP relay on `127.0.0.1`.
@@ -97,7 +99,9 @@ impl Relay {
             upstream,
             connections: Mutex::new(Vec::new()),
             refuse: AtomicBool::new(false),
+            blackhole_new: AtomicBool::new(false),
             accepted: AtomicUsize::new(0),
+            attempts: AtomicUsize::new(0),
         });
         let accept_shared = shared.clone();
         let accept_task = tokio::spawn(async move {
@@ -105,12 +109,18 @@ impl Relay {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accept_shared.attempts.fetch_add(1, Ordering::Relaxed);
                 if accept_shared.refuse.load(Ordering::Acquire) {
                     abort_with_rst(&stream);
                     continue;
                 }
                 accept_shared.accepted.fetch_add(1, Ordering::Relaxed);
-                let (tx, rx) = watch::channel(Command::Forward);
+                let first = if accept_shared.blackhole_new.load(Ordering::Acquire) {
+                    Command::Blackhole
+                } else {
+                    Command::Forward
+                };
+                let (tx, rx) = watch::channel(first);
                 if let Ok(mut connections) = accept_shared.connections.lock() {
                     connections.retain(|c| !c.is_closed());
                     connections.push(tx);
@@ -135,7 +145,18 @@ impl Relay {
         format!("http://{}", self.addr)
     }
 
-    /// How many connections the relay has accepted so far.
+    /// How many TCP connections clients opened to the relay, refused ones included.
+    pub fn attempts(&self) -> usize {
+        self.shared.attempts.load(Ordering::Relaxed)
+    }
+
+    /// While `on`, new connections are accepted but nothing is forwarded (a server that
+    /// accepts TCP and then says nothing).
+    pub fn blackhole_new(&self, on: bool) {
+        self.shared.blackhole_new.store(on, Ordering::Release);
+    }
+
+    /// How many connections the relay has accepted (and forwarded) so far.
     pub fn accepted(&self) -> usize {
         self.shared.accepted.load(Ordering::Relaxed)
     }

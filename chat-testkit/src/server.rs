@@ -37,6 +37,8 @@ impl TestServer {
             other_per_sec: 100_000,
         };
         config.presence_grace = Duration::from_millis(200);
+        // Tests restart the server gracefully only; skipping fsync keeps them fast.
+        config.durable = false;
         adjust(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await

@@ -12,6 +12,7 @@ use chat_sdk::{
     ChatEvent, Client, ClientBuilder, ConnectionState, Events, MessageState, RetryPolicy,
 };
 use chat_testkit::TestServer;
+use tokio::sync::watch;
 
 /// The failure guard for every wait: long enough never to fire on a healthy run.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -63,23 +64,19 @@ pub async fn wait_connected(client: &Client) {
     );
 }
 
-/// Waits until the connection state leaves `Connected` and comes back.
-pub async fn wait_reconnected(client: &Client) {
-    let mut state = client.connection_state();
-    tokio::time::timeout(
-        PATIENCE,
-        state.wait_for(|s| *s != ConnectionState::Connected),
-    )
+/// Waits, on a watch taken before the fault, until the connection was lost and is back.
+/// The state only publishes changes, so any change seen after subscribing while connected
+/// means the link went down.
+pub async fn wait_reconnected(mut state: watch::Receiver<ConnectionState>) {
+    tokio::time::timeout(PATIENCE, async {
+        state.changed().await.expect("state channel open");
+        state
+            .wait_for(|s| *s == ConnectionState::Connected)
+            .await
+            .expect("state channel open");
+    })
     .await
-    .expect("connection never dropped")
-    .expect("state channel open");
-    tokio::time::timeout(
-        PATIENCE,
-        state.wait_for(|s| *s == ConnectionState::Connected),
-    )
-    .await
-    .expect("connection never came back")
-    .expect("state channel open");
+    .expect("the connection did not drop and come back");
 }
 
 /// Collects `Message` events until `count` messages of `room` arrived; other events are

@@ -1,0 +1,272 @@
+//! One test per measured defect of rust_socketio 0.6 (see the design notes), each showing
+//! the SDK survives it against the real server.
+
+mod common;
+
+use std::time::Duration;
+
+use chat_sdk::chat_protocol::UserId;
+use chat_sdk::{ConnectError, ConnectionState, MessageState};
+use chat_testkit::{Relay, TestServer};
+use common::*;
+
+/// Defect: a refused handshake makes `connect()` return `Ok`; only an error event follows.
+#[tokio::test]
+async fn a_refused_token_is_a_typed_connect_error() {
+    let server = TestServer::start().await.expect("server starts");
+    for token in [
+        "not-a-jwt".to_owned(),
+        server.token("alice") + "x",
+        // A forged token (long expired, signed with nothing the server knows).
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MX0.c2lnbmF0dXJl".to_owned(),
+    ] {
+        match builder(&server.url(), token).connect().await {
+            Err(ConnectError::Unauthorized(_)) => {}
+            Err(other) => panic!("expected Unauthorized, got {other}"),
+            Ok(_) => panic!("a bad token was accepted"),
+        }
+    }
+    // With a refresh hook, the refused token is replaced and the connect succeeds.
+    let good = server.token("alice");
+    let (client, _events) = builder(&server.url(), "stale".to_owned())
+        .token_refresh(move || {
+            let good = good.clone();
+            async move { Ok(good) }
+        })
+        .connect()
+        .await
+        .expect("the refreshed token is accepted");
+    assert_eq!(
+        *client.connection_state().borrow(),
+        ConnectionState::Connected
+    );
+    client.close().await;
+}
+
+/// Defect: after a server-side `disconnect()` rust_socketio never reconnects.
+#[tokio::test]
+async fn a_server_side_kick_is_followed_by_a_reconnect() {
+    let server = TestServer::start().await.expect("server starts");
+    let (alice, mut events) = connect(&server, &server.url(), "alice").await;
+    let general = room("general");
+    alice.join(&general).await.expect("join");
+    let state = alice.connection_state();
+    server.kick_user("alice");
+    wait_reconnected(state).await;
+    alice.send(&general, "after the kick").expect("queued");
+    let got = collect_messages(&mut events, &general, 1).await;
+    assert_eq!(got[0].body.as_str(), "after the kick");
+}
+
+/// Defect: transport loss raises no `Close` event, only an error.
+#[tokio::test]
+async fn transport_loss_without_a_close_event_is_noticed() {
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay");
+    let (alice, _events) = connect(&server, &relay.url(), "alice").await;
+    let state = alice.connection_state();
+    assert_eq!(relay.reset_all(), 1);
+    wait_reconnected(state).await;
+    assert_eq!(relay.accepted(), 2);
+}
+
+/// Defect: `max_reconnect_attempts` is ignored and its loop restarts; here one supervisor
+/// owns reconnection, one TCP connection per attempt, attempts counted up.
+#[tokio::test]
+async fn reconnection_is_one_loop_with_counted_attempts() {
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay");
+    let (alice, _events) = connect(&server, &relay.url(), "alice").await;
+    relay.refuse_new(true);
+    let before = relay.attempts();
+    relay.reset_all();
+    let mut state = alice.connection_state();
+    tokio::time::timeout(
+        PATIENCE,
+        state.wait_for(|s| matches!(s, ConnectionState::Reconnecting { attempt } if *attempt >= 5)),
+    )
+    .await
+    .expect("attempts count up")
+    .expect("state");
+    let made = relay.attempts() - before;
+    assert!(
+        (4..=6).contains(&made),
+        "{made} TCP connections for 5 attempts"
+    );
+    relay.refuse_new(false);
+    wait_connected(&alice).await;
+}
+
+/// Defect: an emit while disconnected is lost (the first returns `Ok`), nothing buffered.
+#[tokio::test]
+async fn sends_while_disconnected_are_kept_and_delivered_later() {
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay");
+    let (alice, mut events) = connect(&server, &relay.url(), "alice").await;
+    let general = room("general");
+    alice.join(&general).await.expect("join");
+    relay.refuse_new(true);
+    relay.reset_all();
+    // Sent straight into the cut, before and after the client notices it.
+    let bodies: Vec<String> = (0..10).map(|i| format!("into the cut {i}")).collect();
+    for body in &bodies {
+        alice.send(&general, body.clone()).expect("queued");
+    }
+    relay.refuse_new(false);
+    let got = collect_messages(&mut events, &general, bodies.len()).await;
+    assert_exactly_once_in_order(&got, &bodies, 1);
+}
+
+/// Defect: an ack that never comes fires no callback and no timeout.
+#[tokio::test]
+async fn an_ack_that_never_comes_times_out_and_the_message_is_resent() {
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay");
+    let (alice, mut events) = connect(&server, &relay.url(), "alice").await;
+    let general = room("general");
+    alice.join(&general).await.expect("join");
+    relay.blackhole_all();
+    let id = alice.send(&general, "into the void").expect("queued");
+    let got = collect_messages(&mut events, &general, 1).await;
+    assert_eq!(got[0].client_id, id);
+    wait_until(&mut events, || all_acked(&alice)).await;
+    let message = alice.message(id).expect("store").expect("listed");
+    assert!(
+        message.attempts >= 2,
+        "sent only {} times",
+        message.attempts
+    );
+    assert_eq!(stored(&alice, &general).await.len(), 1);
+}
+
+/// Defect: the connect handshake can hang (TCP accepted, nothing said); the JavaScript
+/// client waits 20 s there. The connect timeout bounds it.
+#[tokio::test]
+async fn a_silent_handshake_hits_the_connect_timeout() {
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay");
+    relay.blackhole_new(true);
+    let started = tokio::time::Instant::now();
+    let result = builder(&relay.url(), server.token("alice"))
+        .connect_timeout(Duration::from_millis(300))
+        .connect()
+        .await;
+    assert!(
+        matches!(result, Err(ConnectError::Unreachable(_))),
+        "got {:?}",
+        result.err()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let (alice, _events) = builder(&relay.url(), server.token("alice"))
+        .connect_timeout(Duration::from_millis(300))
+        .start()
+        .expect("starts");
+    let mut state = alice.connection_state();
+    tokio::time::timeout(
+        PATIENCE,
+        state.wait_for(|s| matches!(s, ConnectionState::Reconnecting { attempt } if *attempt >= 2)),
+    )
+    .await
+    .expect("the hung attempt was abandoned")
+    .expect("state");
+    relay.blackhole_new(false);
+    wait_connected(&alice).await;
+}
+
+/// Defect: 300 concurrent `emit_with_ack` corrupt rust_socketio's ack list (wrong payloads,
+/// double calls, lost acks, a panicking receive task).
+#[tokio::test]
+async fn three_hundred_concurrent_sends_and_requests_all_succeed_once() {
+    let server = TestServer::start().await.expect("server starts");
+    let (alice, mut events) = connect(&server, &server.url(), "alice").await;
+    let general = room("general");
+    alice.join(&general).await.expect("join");
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let alice = alice.clone();
+        let general = general.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = alice.send(&general, format!("c{i}")).expect("queued");
+            let presence = alice
+                .presence(&[UserId::new("alice").expect("id")])
+                .await
+                .expect("presence answered");
+            assert_eq!(presence.len(), 1, "a wrong payload reached a request");
+            id
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.expect("task"));
+    }
+    let got = collect_messages(&mut events, &general, 300).await;
+    // Stored in the order they were queued, each once.
+    let queue_order: Vec<_> = alice
+        .outbox()
+        .expect("outbox")
+        .iter()
+        .map(|m| m.client_id)
+        .collect();
+    assert_eq!(
+        got.iter().map(|m| m.client_id).collect::<Vec<_>>(),
+        queue_order
+    );
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let mut queued_sorted = queue_order.clone();
+    queued_sorted.sort();
+    assert_eq!(sorted, queued_sorted);
+    assert_eq!(stored(&alice, &general).await.len(), 300);
+}
+
+/// Defect: after unanswered acks, sequential acks later fail (usually with a panic in the
+/// receive task). Each timeout here retires its client; later requests run on fresh ones.
+#[tokio::test]
+async fn after_unanswered_acks_sequential_requests_keep_working() {
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay");
+    let (alice, mut events) = connect(&server, &relay.url(), "alice").await;
+    let general = room("general");
+    alice.join(&general).await.expect("join");
+    for round in 0..3 {
+        relay.blackhole_all();
+        alice
+            .send(&general, format!("stale {round}"))
+            .expect("queued");
+        wait_until(&mut events, || all_acked(&alice)).await;
+    }
+    for i in 0..500 {
+        let page = alice
+            .history(&general, 0, 10)
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(page.messages.len(), 3);
+    }
+}
+
+/// Defect: one slow callback blocks every other event and ack. The SDK's callbacks only
+/// forward into channels, so an application that does not read its events for a while
+/// does not hold up the acks of its own sends.
+#[tokio::test]
+async fn an_application_not_reading_events_does_not_hold_up_acks() {
+    let server = TestServer::start().await.expect("server starts");
+    let (alice, alice_events) = connect(&server, &server.url(), "alice").await;
+    let (bob, mut bob_events) = connect(&server, &server.url(), "bob").await;
+    let general = room("general");
+    alice.join(&general).await.expect("alice joins");
+    bob.join(&general).await.expect("bob joins");
+    let ids: Vec<_> = (0..100)
+        .map(|i| alice.send(&general, format!("unread {i}")).expect("queued"))
+        .collect();
+    let got = collect_messages(&mut bob_events, &general, 100).await;
+    assert_eq!(got.len(), 100);
+    // Alice's events sit unread, yet her messages were all acknowledged.
+    wait_until(&mut bob_events, || all_acked(&alice)).await;
+    assert!(ids.iter().all(|id| {
+        alice.message(*id).expect("store").is_some_and(|m| {
+            !matches!(m.state, MessageState::Queued | MessageState::Sending { .. })
+        })
+    }));
+    drop(alice_events);
+}
