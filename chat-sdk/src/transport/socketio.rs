@@ -354,6 +354,27 @@ mod tests {
     }
 
     #[test]
+    fn no_protocol_event_name_is_one_rust_socketio_reserves() {
+        use chat_protocol::events::names as server;
+        use chat_protocol::requests::names as client;
+        for name in [
+            server::MESSAGE_NEW,
+            server::RECEIPT_UPDATE,
+            server::TYPING_UPDATE,
+            server::PRESENCE_UPDATE,
+            server::ROOM_MEMBER,
+            client::ROOM_JOIN,
+            client::MESSAGE_SEND,
+            client::PRESENCE_GET,
+        ] {
+            assert!(
+                matches!(Event::from(name), Event::Custom(_)),
+                "{name} would be swallowed as a built-in event"
+            );
+        }
+    }
+
+    #[test]
     fn ack_payloads_keep_their_values() {
         let value = payload_value(Payload::Text(vec![serde_json::json!([{"ok": true}])]));
         let peeled: chat_protocol::results::LeaveResult =
