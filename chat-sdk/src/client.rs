@@ -186,8 +186,9 @@ impl ClientBuilder {
         self
     }
 
-    /// A message not acknowledged within `ttl` of being queued becomes
-    /// `Failed { Expired }` instead of being sent (default: no limit).
+    /// A message still unsent `ttl` after being queued becomes `Failed { Expired }` instead
+    /// of being sent (default: no limit). A message already handed to the server once is
+    /// never expired (it may be stored); it is resent until acknowledged.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -551,6 +552,18 @@ impl Client {
     /// delivered/read progress.
     pub fn outbox(&self) -> Result<Vec<OutgoingMessage>, StoreError> {
         self.inner().store.list()
+    }
+
+    /// How many messages wait in the outbox: queued, sending or failed.
+    pub fn outbox_depth(&self) -> Result<usize, StoreError> {
+        self.inner().store.unsent_count()
+    }
+
+    /// Forgets acknowledged messages (sent, delivered, read): they stay listed by
+    /// [`Client::outbox`] until pruned, so their delivered/read progress can be followed.
+    /// Returns how many were removed.
+    pub fn prune_acknowledged(&self) -> Result<usize, StoreError> {
+        self.inner().store.prune_acknowledged()
     }
 
     /// One message of the outbox.

@@ -115,7 +115,9 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
         let Some(message) = inner.store.next_pending()? else {
             return Ok(());
         };
-        if is_expired(inner, &message) {
+        // Only a message never handed to the server may expire: one that was may already be
+        // stored, and calling it failed would be a lie. It is resent until acknowledged.
+        if message.attempts == 0 && is_expired(inner, &message) {
             transition(
                 inner,
                 &message,

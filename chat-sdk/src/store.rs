@@ -154,6 +154,26 @@ impl Store {
         Ok(true)
     }
 
+    /// How many messages are unsent (queued, sending or failed).
+    pub(crate) fn unsent_count(&self) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE kind IN ('queued', 'sending', 'failed')",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Removes every acknowledged message (sent, delivered, read); returns how many.
+    pub(crate) fn prune_acknowledged(&self) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        Ok(conn.execute(
+            "DELETE FROM outbox WHERE kind IN ('sent', 'delivered', 'read')",
+            [],
+        )?)
+    }
+
     /// The oldest message still to send (queued or sending), in queue order.
     pub(crate) fn next_pending(&self) -> Result<Option<OutgoingMessage>, StoreError> {
         let conn = self.lock();

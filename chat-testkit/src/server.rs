@@ -8,6 +8,17 @@ use chat_protocol::UserId;
 use chat_server::{RateLimits, Server, ServerConfig};
 use tokio::net::TcpListener;
 
+/// Binds a listener whose accepted sockets have `TCP_NODELAY` set (Linux hands the option
+/// down from the listening socket). Without it, the server's ack written right after a
+/// `message:new` waits on Nagle's algorithm for the client's delayed ACK, up to 40 ms.
+fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket.set_reuseaddr(true).map_err(|e| e.to_string())?;
+    socket.set_nodelay(true).map_err(|e| e.to_string())?;
+    socket.bind(addr).map_err(|e| e.to_string())?;
+    socket.listen(1024).map_err(|e| e.to_string())
+}
+
 /// The JWT secret test servers use.
 pub const TEST_SECRET: &str = "chat-testkit-secret";
 
@@ -40,9 +51,7 @@ impl TestServer {
         // Tests restart the server gracefully only; skipping fsync keeps them fast.
         config.durable = false;
         adjust(&mut config);
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
+        let listener = bind("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?)?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let server = Server::start(listener, config.clone())
             .await
@@ -121,7 +130,7 @@ impl TestServer {
         }
         let mut last_error = String::new();
         for _ in 0..100 {
-            match TcpListener::bind(self.addr).await {
+            match bind(self.addr) {
                 Ok(listener) => {
                     let server = Server::start(listener, self.config.clone())
                         .await
