@@ -143,12 +143,19 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
             }
         };
         let attempt = message.attempts.saturating_add(1);
-        transition(
-            inner,
-            &message,
-            MessageState::Sending { attempt },
+        if !inner.store.set_state(
+            message.client_id,
+            &MessageState::Sending { attempt },
             Some(attempt),
-        )?;
+        )? {
+            // Discarded between being read and being sent: never put it on the wire.
+            continue;
+        }
+        inner.emit(ChatEvent::Status {
+            client_id: message.client_id,
+            room: message.room.clone(),
+            state: MessageState::Sending { attempt },
+        });
         let request = SendMessage {
             room: message.room.clone(),
             client_id: message.client_id,

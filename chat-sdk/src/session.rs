@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat_protocol::events::names as event_names;
 use chat_protocol::limits::MAX_SYNC_LIMIT;
@@ -24,6 +25,9 @@ use crate::inner::{lock, request_on, Inner};
 use crate::outbox;
 use crate::status;
 use crate::transport::{Connection, Inbound};
+
+/// How long handed-over messages wait before their `receipt:delivered` goes out.
+const RECEIPT_DELAY: Duration = Duration::from_millis(25);
 
 /// Runs the session until the connection dies or the client shuts down; returns why.
 pub(crate) async fn run(
@@ -61,7 +65,18 @@ pub(crate) async fn run(
 
     let health = inner.config.health_interval;
     let mut last_heard = Instant::now();
+    // Rooms whose position moved since the last `receipt:delivered`, and when to send it:
+    // receipts are batched for RECEIPT_DELAY so a steady stream costs a few requests per
+    // second, not one per message (the server rate-limits requests).
+    let mut dirty: BTreeSet<RoomId> = BTreeSet::new();
+    let mut receipt_due: Option<Instant> = None;
     loop {
+        let receipt_timer = async {
+            match receipt_due {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             reason = conn.closed() => return reason,
             () = inner.shutdown.cancelled() => return "client closed".to_owned(),
@@ -71,7 +86,6 @@ pub(crate) async fn run(
                 };
                 last_heard = Instant::now();
                 let _guard = inner.recv_lock.lock().await;
-                let mut dirty = BTreeSet::new();
                 if let Err(err) = handle(inner, &*conn, event, &mut dirty).await {
                     if let Some(reason) = fatal(&err) { return reason; }
                 }
@@ -80,10 +94,22 @@ pub(crate) async fn run(
                         if let Some(reason) = fatal(&err) { return reason; }
                     }
                 }
-                for room in &dirty {
-                    if let Err(err) = send_receipt(inner, &*conn, room).await {
+                if !dirty.is_empty() && receipt_due.is_none() {
+                    receipt_due = Some(Instant::now() + RECEIPT_DELAY);
+                }
+            }
+            () = receipt_timer => {
+                receipt_due = None;
+                let _guard = inner.recv_lock.lock().await;
+                for room in std::mem::take(&mut dirty) {
+                    if let Err(err) = send_receipt(inner, &*conn, &room).await {
                         if let Some(reason) = fatal(&err) { return reason; }
+                        // Refused (rate limited, …): try again with the next batch.
+                        dirty.insert(room);
                     }
+                }
+                if !dirty.is_empty() {
+                    receipt_due = Some(Instant::now() + RECEIPT_DELAY * 4);
                 }
             }
             () = tokio::time::sleep_until(last_heard + health) => {
