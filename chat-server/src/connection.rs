@@ -54,9 +54,15 @@ pub async fn authenticate(
             tracing::info!(%user, "connection refused: too many connections");
             Refusal::TooManyConnections
         })?;
-    socket.extensions.insert(user);
+    socket.extensions.insert(user.clone());
     socket.extensions.insert(Arc::new(Turnstile::default()));
     socket.extensions.insert(CameOnline(came_online));
+    // Handlers are registered here, not in `on_connect`: socketioxide sends CONNECT right
+    // after the middleware and only then spawns the connect handler, so a client that
+    // emits at once could otherwise reach a socket with no handlers and be ignored.
+    socket.join(user_key(&user));
+    handlers::register(&socket);
+    socket.on_disconnect(on_disconnect);
     Ok(())
 }
 
@@ -71,9 +77,6 @@ pub async fn on_connect(
     Extension(user): Extension<UserId>,
 ) {
     tracing::debug!(sid = %socket.id, %user, "connected");
-    socket.join(user_key(&user));
-    handlers::register(&socket);
-    socket.on_disconnect(on_disconnect);
     if socket.extensions.get::<CameOnline>().is_some_and(|c| c.0) {
         announce_presence(&app, &io, &user, true, None).await;
     }
