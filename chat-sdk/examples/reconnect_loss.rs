@@ -332,15 +332,13 @@ async fn main() -> Result<(), Error> {
     report("bare rust_socketio, no faults", &sent, &got, &lat, drained);
 
     let room: RoomId = "stormy".parse()?;
+    let before = relay.accepted();
     let (sent, got, lat, drained) = run_sdk(&server, &relay, &room, count, rate, faults).await?;
-    report(
-        &format!("SDK, {faults} forced reconnects"),
-        &sent,
-        &got,
-        &lat,
-        drained,
-    );
+    report(&format!("SDK, {faults} faults"), &sent, &got, &lat, drained);
+    let reconnections = relay.accepted().saturating_sub(before + 2);
+    println!("  (reconnections of the two SDK clients: {reconnections})");
     let room: RoomId = "stormy-raw".parse()?;
+    let before = relay.accepted();
     let (sent, got, lat, drained) = run_raw(&server, &relay, &room, count, rate, faults).await?;
     report(
         &format!("bare rust_socketio, {faults} faults"),
@@ -349,5 +347,7 @@ async fn main() -> Result<(), Error> {
         &lat,
         drained,
     );
+    let reconnections = relay.accepted().saturating_sub(before + 2);
+    println!("  (reconnections of the two bare clients: {reconnections})");
     Ok(())
 }

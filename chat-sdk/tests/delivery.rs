@@ -52,3 +52,58 @@ async fn a_message_is_received_once_and_its_status_moves_to_read() {
     let history = alice.history(&general, 0, 10).await.expect("history");
     assert_eq!(history.messages.len(), 1);
 }
+
+#[tokio::test]
+async fn connect_fails_over_to_the_next_url() {
+    let server = TestServer::start().await.expect("server starts");
+    // A port nothing listens on: bind one, note it, close it.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let (client, _events) = builder(&format!("http://{dead}"), server.token("alice"))
+        .fallback_url(server.url())
+        .connect()
+        .await
+        .expect("the second URL answers");
+    client.close().await;
+}
+
+#[tokio::test]
+async fn delivered_status_is_recovered_from_join_watermarks_after_a_restart() {
+    let server = TestServer::start().await.expect("server starts");
+    let store = server.temp_path("alice.db");
+    let general = room("general");
+    let (bob, mut bob_events) = connect(&server, &server.url(), "bob").await;
+    bob.join(&general).await.expect("bob joins");
+    let id = {
+        let (alice, mut events) = builder(&server.url(), server.token("alice"))
+            .store_path(&store)
+            .connect()
+            .await
+            .expect("alice connects");
+        alice.join(&general).await.expect("alice joins");
+        let id = alice.send(&general, "read me later").expect("queued");
+        wait_until(&mut events, || all_acked(&alice)).await;
+        alice.close().await;
+        id
+    };
+    // While Alice is away, Bob receives and reads it.
+    collect_messages(&mut bob_events, &general, 1).await;
+    bob.mark_read(&general).await.expect("bob reads");
+
+    // Alice comes back: the join answer's watermarks alone move her message to Read.
+    let (alice, mut events) = builder(&server.url(), server.token("alice"))
+        .store_path(&store)
+        .connect()
+        .await
+        .expect("alice reconnects");
+    alice.join(&general).await.expect("alice re-joins");
+    wait_until(&mut events, || {
+        matches!(
+            alice.message(id).expect("store").map(|m| m.state),
+            Some(MessageState::Read { .. })
+        )
+    })
+    .await;
+}
