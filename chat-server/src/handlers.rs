@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::socket::Sid;
 use socketioxide::SocketIo;
 
 use crate::fanout::emit_to;
@@ -326,11 +327,11 @@ fn announce_receipt(
     }
 }
 
-/// Emits a typing change to the room, except to `skip` (the socket that typed).
-fn announce_typing(io: &SocketIo, update: &TypingUpdate, skip: Option<&SocketRef>) {
+/// Emits a typing change to the room, except to `typer` (the socket that typed).
+fn announce_typing(io: &SocketIo, update: &TypingUpdate, typer: Sid) {
     let key = room_key(&update.room);
     for target in io.to(key).sockets() {
-        if skip.is_some_and(|s| s.id == target.id) {
+        if target.id == typer {
             continue;
         }
         if let Err(e) = target.emit(event::TYPING_UPDATE, update) {
@@ -354,25 +355,25 @@ async fn typing_start(
     {
         return Err(forbidden(&request.room));
     }
-    let (started, generation) = app.typing.start(&request.room, user);
+    let (started, generation) = app.typing.start(&request.room, user, socket.id);
     if started {
         let update = TypingUpdate {
             room: request.room.clone(),
             user: user.clone(),
             typing: true,
         };
-        announce_typing(io, &update, Some(socket));
+        announce_typing(io, &update, socket.id);
     }
     let (app, io, room, user) = (app.clone(), io.clone(), request.room, user.clone());
     tokio::spawn(async move {
         tokio::time::sleep(app.config.typing_expiry).await;
-        if app.typing.expire(&room, &user, generation) {
+        if let Some(typer) = app.typing.expire(&room, &user, generation) {
             let update = TypingUpdate {
                 room,
                 user,
                 typing: false,
             };
-            announce_typing(&io, &update, None);
+            announce_typing(&io, &update, typer);
         }
     });
     Ok(LeaveResult {})
@@ -399,7 +400,7 @@ async fn typing_stop(
             user: user.clone(),
             typing: false,
         };
-        announce_typing(io, &update, Some(socket));
+        announce_typing(io, &update, socket.id);
     }
     Ok(LeaveResult {})
 }

@@ -79,7 +79,8 @@ impl RawClient {
         let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<WsMessage>();
         tokio::spawn(async move {
             while let Some(message) = outgoing_rx.recv().await {
-                if sink.send(message).await.is_err() {
+                let closing = matches!(message, WsMessage::Close(_));
+                if sink.send(message).await.is_err() || closing {
                     break;
                 }
             }
@@ -218,6 +219,13 @@ impl RawClient {
     /// Sends a message with a fresh client id and returns the ack.
     pub async fn say(&self, room: &str, body: &str) -> Value {
         self.request("message:send", send_args(room, body)).await
+    }
+}
+
+impl Drop for RawClient {
+    /// Closes the WebSocket, as a client going away does.
+    fn drop(&mut self) {
+        let _ = self.outgoing.send(WsMessage::Close(None));
     }
 }
 
