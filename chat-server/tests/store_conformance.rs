@@ -1,0 +1,324 @@
+//! The conformance suite every `Store` implementation must pass. Each check is a plain async
+//! function over `&dyn Store`; an implementation adds one `#[tokio::test]` per check through
+//! the `conformance!` macro with a factory that opens it on a path.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chat_protocol::{Body, ClientId, Message, RoomId, UserId};
+use chat_server::store::{Appended, Membership, NewMessage, SqliteStore, Store};
+use chat_server::StoreError;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+fn room(name: &str) -> RoomId {
+    RoomId::new(name).expect("valid room")
+}
+
+fn user(name: &str) -> UserId {
+    UserId::new(name).expect("valid user")
+}
+
+fn message(room_name: &str, sender: &str, body: &str) -> NewMessage {
+    NewMessage {
+        room: room(room_name),
+        sender: user(sender),
+        client_id: ClientId::new_random(),
+        body: Body::new(body).expect("valid body"),
+        reply_to: None,
+        ts: 1_700_000_000_000,
+    }
+}
+
+async fn stored(store: &dyn Store, new: NewMessage) -> Message {
+    match store.append(new).await.expect("append") {
+        Appended::Stored(message) => message,
+        other => panic!("expected a stored message, got {other:?}"),
+    }
+}
+
+type Opened = (Arc<dyn Store>, UnboundedReceiver<Message>);
+
+fn open_sqlite(path: &Path) -> Opened {
+    let (feed, feed_rx) = unbounded_channel();
+    let store = SqliteStore::open(path, true, Some(feed)).expect("opens");
+    (Arc::new(store), feed_rx)
+}
+
+async fn seqs_are_gap_free_per_room(open: fn(&Path) -> Opened, path: &Path) {
+    let (store, _) = open(path);
+    store.join(&room("a"), &user("u")).await.expect("join");
+    store.join(&room("b"), &user("u")).await.expect("join");
+    for expected in 1..=3 {
+        assert_eq!(stored(&*store, message("a", "u", "x")).await.seq, expected);
+    }
+    assert_eq!(
+        stored(&*store, message("b", "u", "x")).await.seq,
+        1,
+        "rooms count separately"
+    );
+}
+
+async fn concurrent_appends_get_unique_contiguous_seqs(open: fn(&Path) -> Opened, path: &Path) {
+    let (store, _) = open(path);
+    for i in 0..10 {
+        store
+            .join(&room("busy"), &user(&format!("u{i}")))
+            .await
+            .expect("join");
+    }
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for _ in 0..20 {
+                    seqs.push(
+                        stored(&*store, message("busy", &format!("u{i}"), "x"))
+                            .await
+                            .seq,
+                    );
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("task"));
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=200).collect::<Vec<_>>());
+}
+
+async fn a_resend_is_the_original_in_any_room(open: fn(&Path) -> Opened, path: &Path) {
+    let (store, _) = open(path);
+    store.join(&room("a"), &user("u")).await.expect("join");
+    store.join(&room("b"), &user("u")).await.expect("join");
+    let first = message("a", "u", "once");
+    let original = stored(&*store, first.clone()).await;
+    let mut elsewhere = first.clone();
+    elsewhere.room = room("b");
+    elsewhere.body = Body::new("changed").expect("valid");
+    match store.append(elsewhere).await.expect("append") {
+        Appended::Duplicate(found) => assert_eq!(found, original),
+        other => panic!("expected the original, got {other:?}"),
+    }
+    // Another sender may use the same client id.
+    store.join(&room("a"), &user("v")).await.expect("join");
+    let mut other_sender = first;
+    other_sender.sender = user("v");
+    assert_eq!(stored(&*store, other_sender).await.seq, 2);
+}
+
+async fn membership_is_required_and_durable(open: fn(&Path) -> Opened, path: &Path) {
+    {
+        let (store, _) = open(path);
+        assert_eq!(
+            store.append(message("a", "u", "x")).await.expect("append"),
+            Appended::NotMember
+        );
+        assert_eq!(
+            store
+                .sync(&room("a"), &user("u"), 0, 10)
+                .await
+                .expect("sync"),
+            Membership::NotMember
+        );
+        assert_eq!(
+            store
+                .mark_read(&room("a"), &user("u"), 1)
+                .await
+                .expect("read"),
+            Membership::NotMember
+        );
+        let joined = store.join(&room("a"), &user("u")).await.expect("join");
+        assert!(joined.newly_joined);
+        assert!(
+            !store
+                .join(&room("a"), &user("u"))
+                .await
+                .expect("rejoin")
+                .newly_joined
+        );
+        stored(&*store, message("a", "u", "x")).await;
+        store.close().await.expect("close");
+    }
+    let (store, _) = open(path);
+    assert!(store
+        .is_member(&room("a"), &user("u"))
+        .await
+        .expect("member"));
+    assert_eq!(
+        store.rooms_of(&user("u")).await.expect("rooms"),
+        vec![room("a")]
+    );
+    assert!(store.leave(&room("a"), &user("u")).await.expect("leave"));
+    assert!(!store
+        .leave(&room("a"), &user("u"))
+        .await
+        .expect("leave twice"));
+    assert!(!store
+        .is_member(&room("a"), &user("u"))
+        .await
+        .expect("member"));
+    assert!(
+        store
+            .join(&room("a"), &user("u"))
+            .await
+            .expect("join again")
+            .newly_joined
+    );
+}
+
+async fn watermarks_are_capped_and_never_move_back(open: fn(&Path) -> Opened, path: &Path) {
+    let (store, _) = open(path);
+    store.join(&room("a"), &user("u")).await.expect("join");
+    store.join(&room("a"), &user("r")).await.expect("join");
+    for _ in 0..5 {
+        stored(&*store, message("a", "u", "x")).await;
+    }
+    let Membership::Member(marks) = store
+        .mark_delivered(&room("a"), &user("r"), 3)
+        .await
+        .expect("delivered")
+    else {
+        panic!("member");
+    };
+    assert_eq!(
+        (marks.delivered_seq, marks.read_seq, marks.moved),
+        (3, 0, true)
+    );
+    let Membership::Member(marks) = store
+        .mark_read(&room("a"), &user("r"), 99)
+        .await
+        .expect("read")
+    else {
+        panic!("member");
+    };
+    assert_eq!(
+        (marks.delivered_seq, marks.read_seq, marks.read_moved_by),
+        (5, 5, 5)
+    );
+    let Membership::Member(marks) = store
+        .mark_delivered(&room("a"), &user("r"), 1)
+        .await
+        .expect("delivered")
+    else {
+        panic!("member");
+    };
+    assert_eq!((marks.delivered_seq, marks.moved), (5, false));
+    // Leaving and joining again keeps the watermarks.
+    store.leave(&room("a"), &user("r")).await.expect("leave");
+    let joined = store.join(&room("a"), &user("r")).await.expect("join");
+    let own = joined
+        .watermarks
+        .iter()
+        .find(|w| w.user == user("r"))
+        .expect("own watermarks");
+    assert_eq!((own.delivered_seq, own.read_seq), (5, 5));
+}
+
+async fn sync_pages_in_order(open: fn(&Path) -> Opened, path: &Path) {
+    let (store, _) = open(path);
+    store.join(&room("a"), &user("u")).await.expect("join");
+    for i in 1..=5 {
+        stored(&*store, message("a", "u", &format!("m{i}"))).await;
+    }
+    let Membership::Member(page) = store
+        .sync(&room("a"), &user("u"), 1, 2)
+        .await
+        .expect("sync")
+    else {
+        panic!("member");
+    };
+    let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
+    assert_eq!((seqs, page.last_seq, page.has_more), (vec![2, 3], 5, true));
+    let Membership::Member(page) = store
+        .sync(&room("a"), &user("u"), 3, 10)
+        .await
+        .expect("sync")
+    else {
+        panic!("member");
+    };
+    assert_eq!((page.messages.len(), page.has_more), (2, false));
+    assert_eq!(page.messages[1].body.as_str(), "m5");
+}
+
+async fn committed_messages_are_published_in_commit_order(open: fn(&Path) -> Opened, path: &Path) {
+    let (store, mut feed) = open(path);
+    store.join(&room("a"), &user("u")).await.expect("join");
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { stored(&*store, message("a", "u", "x")).await.seq })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let mut published = Vec::new();
+    while let Ok(message) = feed.try_recv() {
+        published.push(message.seq);
+    }
+    assert_eq!(
+        published,
+        (1..=50).collect::<Vec<_>>(),
+        "every message, once, in seq order, before append returned"
+    );
+}
+
+async fn last_seen_round_trips(open: fn(&Path) -> Opened, path: &Path) {
+    let (store, _) = open(path);
+    store.set_last_seen(&user("u"), 42).await.expect("set");
+    store
+        .set_last_seen(&user("u"), 43)
+        .await
+        .expect("set again");
+    assert_eq!(
+        store
+            .last_seen(&[user("u"), user("never")])
+            .await
+            .expect("get"),
+        vec![Some(43), None]
+    );
+}
+
+async fn a_closed_store_refuses_work(open: fn(&Path) -> Opened, path: &Path) {
+    let (store, _) = open(path);
+    store.close().await.expect("close");
+    assert!(matches!(
+        store.join(&room("a"), &user("u")).await,
+        Err(StoreError::Closed)
+    ));
+}
+
+macro_rules! conformance {
+    ($module:ident, $open:expr, [$($check:ident),* $(,)?]) => {
+        mod $module {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    super::$check($open, &dir.path().join("store.db")).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    sqlite,
+    open_sqlite,
+    [
+        seqs_are_gap_free_per_room,
+        concurrent_appends_get_unique_contiguous_seqs,
+        a_resend_is_the_original_in_any_room,
+        membership_is_required_and_durable,
+        watermarks_are_capped_and_never_move_back,
+        sync_pages_in_order,
+        committed_messages_are_published_in_commit_order,
+        last_seen_round_trips,
+        a_closed_store_refuses_work,
+    ]
+);
