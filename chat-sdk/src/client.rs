@@ -432,8 +432,16 @@ impl Client {
         self.join_inner(room, None).await
     }
 
-    /// Like [`Client::join`], but the first time this store sees the room it starts after
-    /// `seq` (0 for the whole history) instead of the delivered watermark.
+    /// Like [`Client::join`], but receiving starts after `seq` (0 for the whole history),
+    /// replacing any position the store had for the room: messages after `seq` are handed
+    /// over again, even those handed over before.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// // Replay the whole room, as `chat listen --since 0` does.
+    /// client.join_since(&"general".parse()?, 0).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn join_since(&self, room: &RoomId, seq: Seq) -> Result<JoinResult, RequestError> {
         self.join_inner(room, Some(seq)).await
     }
@@ -444,19 +452,20 @@ impl Client {
         since: Option<Seq>,
     ) -> Result<JoinResult, RequestError> {
         let inner = self.inner();
+        // Held throughout, so a position reset never races a hand-over in progress.
+        let _guard = inner.recv_lock.lock().await;
         inner.store.set_joined(room, true)?;
         {
             let mut rooms = lock(&inner.rooms);
             let view = rooms.entry(room.clone()).or_default();
             view.joined = true;
-            if let (None, Some(since)) = (view.last_seq, since) {
+            if let Some(since) = since {
                 view.last_seq = Some(since);
                 drop(rooms);
-                inner.store.set_last_seq(room, since)?;
+                inner.store.reset_last_seq(room, since)?;
             }
         }
         let conn = inner.connection().ok_or(RequestError::NotConnected)?;
-        let _guard = inner.recv_lock.lock().await;
         let result = session::join_room(inner, &*conn, room, since).await?;
         session::catch_up(inner, &*conn, room).await?;
         outbox::trigger(inner);

@@ -282,6 +282,17 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a room's position exactly, also backwards (the application asked to replay).
+    pub(crate) fn reset_last_seq(&self, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, 1, ?2)
+             ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq",
+            params![room.as_str(), seq_to_sql(seq)],
+        )?;
+        Ok(())
+    }
+
     /// Records the last contiguous `seq` handed to the application for a room.
     pub(crate) fn set_last_seq(&self, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
         let conn = self.lock();

@@ -107,3 +107,21 @@ async fn delivered_status_is_recovered_from_join_watermarks_after_a_restart() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn join_since_replays_from_the_asked_seq() {
+    let server = TestServer::start().await.expect("server starts");
+    let (alice, mut events) = connect(&server, &server.url(), "alice").await;
+    let general = room("general");
+    alice.join(&general).await.expect("join");
+    let bodies: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+    for body in &bodies {
+        alice.send(&general, body.clone()).expect("queued");
+    }
+    let first = collect_messages(&mut events, &general, 5).await;
+    assert_exactly_once_in_order(&first, &bodies, 1);
+    alice.join_since(&general, 2).await.expect("replay");
+    let replay = collect_messages(&mut events, &general, 3).await;
+    assert_exactly_once_in_order(&replay, &bodies[2..], 3);
+    assert_eq!(alice.last_seq(&general), Some(5));
+}
