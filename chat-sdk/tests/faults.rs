@@ -107,3 +107,84 @@ async fn blackholed_link_is_noticed_and_loses_nothing() {
 async fn server_restart_on_the_same_database_loses_nothing() {
     scenario(Fault::Restart).await;
 }
+
+/// Two senders and two receivers in one room through ten mixed faults of every kind: each
+/// receiver gets every message once, in seq order, and each sender's messages keep their
+/// order; the server stored each once.
+#[tokio::test]
+async fn mixed_faults_with_two_senders_and_two_receivers_lose_nothing() {
+    let mut server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay starts");
+    let url = relay.url();
+    let general = room("general");
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for user in ["alice", "carol"] {
+        let (client, events) = connect(&server, &url, user).await;
+        client.join(&general).await.expect("join");
+        senders.push((client, events));
+    }
+    for user in ["bob", "dave"] {
+        let (client, events) = connect(&server, &url, user).await;
+        client.join(&general).await.expect("join");
+        receivers.push((client, events));
+    }
+    const ROUNDS: usize = 10;
+    const PER_ROUND: usize = 15;
+    let mut sent: Vec<Vec<ClientId>> = vec![Vec::new(); senders.len()];
+    for round in 0..ROUNDS {
+        for (s, (client, _)) in senders.iter().enumerate() {
+            for i in 0..PER_ROUND {
+                let id = client
+                    .send(&general, format!("s{s} r{round} m{i}"))
+                    .expect("queued");
+                sent[s].push(id);
+            }
+        }
+        // Let part of the round go out, then break something.
+        let (_, events) = &mut senders[0];
+        let mut seen = Vec::new();
+        let start = round * PER_ROUND;
+        wait_all_sent(events, &sent[0][start..start + PER_ROUND / 3], &mut seen).await;
+        match round % 4 {
+            0 => server.kick_all(),
+            1 => {
+                relay.reset_all();
+            }
+            2 => {
+                relay.blackhole_all();
+            }
+            _ => server.restart().await.expect("restart"),
+        }
+    }
+    let total = ROUNDS * PER_ROUND * senders.len();
+    for (client, events) in &mut receivers {
+        let got = collect_messages(events, &general, total).await;
+        for (i, message) in got.iter().enumerate() {
+            assert_eq!(message.seq, i as u64 + 1, "seq order broken at {i}");
+        }
+        for (s, ids) in sent.iter().enumerate() {
+            let mine: Vec<ClientId> = got
+                .iter()
+                .filter(|m| m.body.as_str().starts_with(&format!("s{s} ")))
+                .map(|m| m.client_id)
+                .collect();
+            assert_eq!(
+                &mine, ids,
+                "sender {s}'s messages lost, doubled or reordered"
+            );
+        }
+        let stored = stored(client, &general).await;
+        assert_eq!(
+            stored.len(),
+            total,
+            "the server stored a message twice or not at all"
+        );
+        while let Some(event) = events.try_recv() {
+            assert!(
+                !matches!(event, ChatEvent::Message(_)),
+                "extra message: {event:?}"
+            );
+        }
+    }
+}
