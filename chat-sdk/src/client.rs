@@ -486,6 +486,13 @@ impl Client {
     }
 
     /// Marks everything handed over in `room` so far as read (one `receipt:read`).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let read = client.mark_read(&"general".parse()?).await?;
+    /// println!("read up to #{}", read.read_seq);
+    /// # Ok(()) }
+    /// ```
     pub async fn mark_read(&self, room: &RoomId) -> Result<ReadResult, RequestError> {
         let up_to_seq = self.last_seq(room).unwrap_or(0);
         self.inner()
@@ -509,6 +516,15 @@ impl Client {
     /// Says the user is typing in `room`; call it on every keystroke. At most one
     /// `typing:start` goes out per 3 s, and `typing:stop` follows by itself after
     /// [`STOP_AFTER`](crate::typing::STOP_AFTER) without a keystroke.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let room = "general".parse()?;
+    /// for _keystroke in 0..20 {
+    ///     client.typing(&room).await; // one typing:start goes out
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn typing(&self, room: &RoomId) {
         typing::keystroke(self.inner(), room).await;
     }
@@ -519,6 +535,14 @@ impl Client {
     }
 
     /// The presence of up to 100 users.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// for p in client.presence(&["bob".parse()?]).await? {
+    ///     println!("{} online: {} (last seen {:?})", p.user, p.online, p.last_seen);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn presence(&self, users: &[UserId]) -> Result<Vec<Presence>, RequestError> {
         let request = PresenceGet {
             users: users.to_vec(),
@@ -538,6 +562,15 @@ impl Client {
 
     /// Reads stored messages of `room` after `after_seq` (at most `limit`, 1–500) straight
     /// from the server, without touching the event stream or the room's position.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let page = client.history(&"general".parse()?, 0, 50).await?;
+    /// for m in &page.messages {
+    ///     println!("#{} {}: {}", m.seq, m.sender, m.body);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn history(
         &self,
         room: &RoomId,
@@ -559,6 +592,14 @@ impl Client {
 
     /// Every message in the outbox, oldest first: unsent, failed, and sent ones with their
     /// delivered/read progress.
+    ///
+    /// ```no_run
+    /// # fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// for m in client.outbox()? {
+    ///     println!("{} {} {:?}", m.client_id, m.state, m.body);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn outbox(&self) -> Result<Vec<OutgoingMessage>, StoreError> {
         self.inner().store.list()
     }
@@ -582,6 +623,19 @@ impl Client {
 
     /// Puts a failed message back in the queue (same `client_id`, so it is still stored at
     /// most once).
+    ///
+    /// ```no_run
+    /// # fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use chat_sdk::MessageState;
+    ///
+    /// for m in client.outbox()? {
+    ///     if let MessageState::Failed { reason } = &m.state {
+    ///         eprintln!("retrying {} ({reason})", m.client_id);
+    ///         client.retry(m.client_id)?;
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn retry(&self, id: ClientId) -> Result<(), OutboxError> {
         let inner = self.inner();
         let message = inner.store.get(id)?.ok_or(OutboxError::NotFound(id))?;
@@ -610,6 +664,12 @@ impl Client {
 
     /// Removes a message that is not in flight (queued, failed, or already acknowledged).
     /// A discarded queued message is never sent.
+    ///
+    /// ```no_run
+    /// # fn demo(client: chat_sdk::Client, id: chat_sdk::chat_protocol::ClientId) -> Result<(), Box<dyn std::error::Error>> {
+    /// client.discard(id)?;
+    /// # Ok(()) }
+    /// ```
     pub fn discard(&self, id: ClientId) -> Result<(), OutboxError> {
         let inner = self.inner();
         let message = inner.store.get(id)?.ok_or(OutboxError::NotFound(id))?;
@@ -673,6 +733,12 @@ impl Client {
 
     /// Stops the client: closes the connection and ends the event stream. Queued messages
     /// stay in the store for the next run.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: chat_sdk::Client) {
+    /// client.close().await; // the outbox file keeps what was not sent yet
+    /// # }
+    /// ```
     pub async fn close(&self) {
         let inner = self.inner();
         inner.shutdown.cancel();
