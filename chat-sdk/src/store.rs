@@ -1,10 +1,13 @@
-//! The local store: one SQLite file (WAL, `synchronous=FULL`) per client identity.
+//! The local store: one SQLite file (WAL) per client identity.
 //!
 //! It holds the outbox (every outgoing message with its state, in the order it was queued)
 //! and, per room, whether the client joined it and the last contiguous `seq` handed to the
-//! application. A message is committed here before `send` returns, so a crash after `send`
-//! never loses it; on reopen, messages left `Sending` go back to `Queued` with the same
-//! `client_id`, and the server's deduplication makes the resend harmless.
+//! application. A message is committed here, with `synchronous=FULL`, before `send`
+//! returns, so neither a crash nor a power cut after `send` loses it; later state changes
+//! and positions are committed with `synchronous=NORMAL` (they survive a crash; a power cut
+//! may roll back the last ones, which costs a resend or a re-delivery, never a loss). On
+//! reopen, messages left `Sending` go back to `Queued` with the same `client_id`, and the
+//! server's deduplication makes the resend harmless.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -87,7 +90,9 @@ impl Store {
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = rusqlite::Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        // State changes need not survive a power cut (a lost `Sent` means one resend, which
+        // the server deduplicates); only `insert` raises this to FULL for its commit.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Self::init(conn)
     }
