@@ -1,1 +1,105 @@
-fn main() {}
+//! `chat-bench`: see `chat-bench --help`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use chat_bench::report::{human, human_idle};
+use chat_bench::{BenchError, Opts};
+use clap::Parser;
+
+/// The server half of the bench, run as a child process (`serve-child`).
+#[derive(Parser, Debug)]
+struct ChildCli {
+    #[command(flatten)]
+    serve: chat_server::cli::ServeArgs,
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let program = args.next();
+    let rest: Vec<_> = args.collect();
+    if rest.first().is_some_and(|a| a == "serve-child") {
+        return serve_child(program, rest[1..].to_vec());
+    }
+    let opts = Opts::parse();
+    init_logs("chat_bench=info");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("chat-bench: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(&opts)) {
+        Ok(clean) => ExitCode::from(if clean { 0 } else { 1 }),
+        Err(e) => {
+            eprintln!("chat-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logs(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs the benchmark and prints the report; true when nothing was lost.
+async fn run(opts: &Opts) -> Result<bool, BenchError> {
+    if let Some(connections) = opts.idle_connections {
+        let idle = chat_bench::idle::run(opts, connections).await?;
+        print!("{}", human_idle(&idle));
+        if let Some(path) = &opts.json {
+            write_output(
+                path,
+                &serde_json::to_string_pretty(&idle).unwrap_or_default(),
+            )?;
+        }
+        return Ok(true);
+    }
+    let report = chat_bench::run(opts).await?;
+    print!("{}", human(&report));
+    let _ = std::io::stdout().flush();
+    if let Some(path) = &opts.json {
+        let json =
+            serde_json::to_string_pretty(&report).map_err(|e| BenchError::Usage(e.to_string()))?;
+        write_output(path, &json)?;
+    }
+    if let Some(path) = &opts.plot {
+        std::fs::write(path, chat_bench::plot::svg(&report))?;
+    }
+    Ok(report.primary.clean())
+}
+
+fn write_output(path: &std::path::Path, text: &str) -> Result<(), BenchError> {
+    if path.as_os_str() == "-" {
+        println!("{text}");
+        Ok(())
+    } else {
+        Ok(std::fs::write(path, format!("{text}\n"))?)
+    }
+}
+
+fn serve_child(program: Option<std::ffi::OsString>, rest: Vec<std::ffi::OsString>) -> ExitCode {
+    let cli = ChildCli::parse_from(program.into_iter().chain(rest));
+    init_logs("chat_server=warn");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("chat-bench serve-child: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(chat_bench::child::serve_child(cli.serve)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-bench serve-child: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Command-line options of `chat-bench`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// One kind of forced reconnect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The server disconnects every socket.
+    Kick,
+    /// The relay resets every connection (TCP RST) and refuses new ones for `--downtime`.
+    Reset,
+    /// The relay stops forwarding silently (only a heartbeat notices) and refuses new
+    /// connections for `--downtime`.
+    Blackhole,
+    /// The server process is killed with SIGKILL and started again on the same database
+    /// after `--downtime`.
+    Restart,
+}
+
+/// Which client drives the load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// The chat SDK (persistent outbox, resends, catch-up).
+    Sdk,
+    /// Bare rust_socketio emits, reconnecting by themselves: no outbox, no sync.
+    Raw,
+}
+
+/// Delivery latency and message loss across forced reconnects.
+///
+/// With no flags it starts a reference server (a child process on a temporary SQLite file),
+/// connects 50 SDK clients in 10 rooms, sends 1,000 messages/s for 30 s while forcing a
+/// reconnect of every client every 2 s (kick, reset, blackhole and restart in turn), then
+/// waits for delivery to finish and reports what was lost, duplicated or reordered and how
+/// long delivery took.
+///
+/// Examples:
+///   chat-bench --compare --duration 10s
+///   chat-bench --faults none --rate 2000 --json report.json
+///   chat-bench --url http://127.0.0.1:7070 --jwt-secret SECRET --faults reset,blackhole
+#[derive(Parser, Clone, Debug)]
+#[command(name = "chat-bench", version, verbatim_doc_comment)]
+pub struct Opts {
+    /// Number of clients; each sends and receives.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub clients: u32,
+    /// Number of rooms; clients are spread over them evenly.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rooms: u32,
+    /// Messages per second, all clients together (open loop: sent on schedule whatever the latency).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// How long to send.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Kinds of forced reconnect, comma-separated, used in turn; `none` for a calm run.
+    #[arg(long, value_delimiter = ',', default_value = "kick,reset,blackhole,restart", value_parser = parse_fault)]
+    pub faults: Vec<Option<FaultKind>>,
+    /// Time between two faults.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub fault_every: Duration,
+    /// How long a reset, blackhole or restart keeps the server unreachable.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub downtime: Duration,
+    /// Longest wait, after sending stops, for everything to be delivered.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+    /// Write the report as JSON to this file (`-` for stdout).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a latency plot (SVG) to this file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Target an external server instead of starting one (kick and restart are then unavailable).
+    #[arg(long, requires = "jwt_secret")]
+    pub url: Option<String>,
+    /// The external server's token secret.
+    #[arg(long, env = "CHAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Drive the load with this client instead of the SDK.
+    #[arg(long, value_enum, conflicts_with = "compare")]
+    pub baseline: Option<ClientKind>,
+    /// Run the SDK and the raw baseline one after the other and report them side by side.
+    #[arg(long)]
+    pub compare: bool,
+    /// Seed of the fault order and the clients' send phases.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Keep the SDK outboxes in memory instead of on disk.
+    #[arg(long)]
+    pub in_memory_outbox: bool,
+    /// Run the started server with `synchronous=NORMAL` instead of `FULL`.
+    #[arg(long)]
+    pub no_fsync: bool,
+    /// Instead of a load run: open this many idle connections and report the server's memory
+    /// per connection.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub idle_connections: Option<u32>,
+    /// The executable started as the server (default: this program, which can serve).
+    #[arg(long, hide = true)]
+    pub server_exe: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_fault(value: &str) -> Result<Option<FaultKind>, String> {
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    FaultKind::from_str(value, true).map(Some).map_err(|_| {
+        format!("unknown fault {value:?}: use kick, reset, blackhole, restart or none")
+    })
+}
+
+impl Opts {
+    /// The fault kinds asked for (empty for `none`).
+    pub fn fault_kinds(&self) -> Vec<FaultKind> {
+        self.faults.iter().flatten().copied().collect()
+    }
+
+    /// Which client kinds to run, in order.
+    pub fn client_kinds(&self) -> Vec<ClientKind> {
+        if self.compare {
+            vec![ClientKind::Sdk, ClientKind::Raw]
+        } else {
+            vec![self.baseline.unwrap_or(ClientKind::Sdk)]
+        }
+    }
+}

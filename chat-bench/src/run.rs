@@ -1,0 +1,365 @@
+//! One benchmark: start (or reach) the server, connect the clients, send on schedule while
+//! faults are injected, wait for delivery to finish, and count.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_protocol::UserId;
+use chat_testkit::Relay;
+use futures_util::future::join_all;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{watch, Mutex};
+use tokio::time::Instant;
+
+use crate::accounting::check;
+use crate::child::{ChildConfig, ChildServer};
+use crate::error::BenchError;
+use crate::faults::{inject, FaultTargets};
+use crate::live::{histogram, ClientRecord, Live};
+use crate::opts::{ClientKind, FaultKind, Opts};
+use crate::progress::Progress;
+use crate::report::{Configuration, Percentiles, Report, RunReport};
+use crate::schedule::Schedule;
+use crate::{raw, sdk};
+
+/// Clients connect this many at a time.
+const CONNECT_BATCH: usize = 64;
+
+/// The server under test.
+#[derive(Debug)]
+pub struct Target {
+    /// Its URL as clients see it without a relay.
+    pub url: String,
+    /// Its token secret.
+    pub secret: String,
+    /// The child process, when the bench started it.
+    pub child: Option<Arc<Mutex<ChildServer>>>,
+    /// Scratch space (server database, client outboxes).
+    pub dir: tempfile::TempDir,
+}
+
+impl Target {
+    /// Starts the embedded server, or describes the external one.
+    pub async fn start(opts: &Opts) -> Result<Self, BenchError> {
+        let dir = tempfile::tempdir()?;
+        if let Some(url) = &opts.url {
+            let secret = opts
+                .jwt_secret
+                .clone()
+                .ok_or_else(|| BenchError::Usage("--url needs --jwt-secret".into()))?;
+            return Ok(Self {
+                url: url.clone(),
+                secret,
+                child: None,
+                dir,
+            });
+        }
+        let secret = format!("bench-{}", uuid::Uuid::new_v4());
+        let exe = match &opts.server_exe {
+            Some(exe) => exe.clone(),
+            None => std::env::current_exe()?,
+        };
+        let child = ChildServer::start(ChildConfig {
+            exe,
+            db: crate::child::db_path(dir.path()),
+            secret: secret.clone(),
+            durable: !opts.no_fsync,
+        })
+        .await?;
+        Ok(Self {
+            url: format!("http://{}", child.addr()),
+            secret,
+            child: Some(Arc::new(Mutex::new(child))),
+            dir,
+        })
+    }
+
+    /// A token for `user`.
+    pub fn token(&self, user: &str) -> Result<String, BenchError> {
+        let user = UserId::new(user).map_err(|e| BenchError::Usage(e.to_string()))?;
+        chat_server::mint_token(&self.secret, &user, Duration::from_secs(24 * 3600))
+            .map_err(|e| BenchError::Usage(e.to_string()))
+    }
+
+    /// Stops the embedded server.
+    pub async fn stop(&self) {
+        if let Some(child) = &self.child {
+            child.lock().await.stop().await;
+        }
+    }
+}
+
+fn validate(opts: &Opts) -> Result<(), BenchError> {
+    if !(opts.rate.is_finite() && opts.rate > 0.0) {
+        return Err(BenchError::Usage("--rate must be a positive number".into()));
+    }
+    if opts.duration.is_zero() {
+        return Err(BenchError::Usage(
+            "--duration must be more than zero".into(),
+        ));
+    }
+    let needs_server = opts
+        .fault_kinds()
+        .iter()
+        .any(|k| matches!(k, FaultKind::Kick | FaultKind::Restart));
+    if opts.url.is_some() && needs_server {
+        return Err(BenchError::Usage(
+            "kick and restart need the server the bench starts; with --url use --faults reset,blackhole".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The configuration section of the report.
+pub fn configuration(opts: &Opts) -> Configuration {
+    Configuration {
+        clients: opts.clients,
+        rooms: opts.rooms.min(opts.clients),
+        rate: opts.rate,
+        duration_s: opts.duration.as_secs_f64(),
+        faults: opts.fault_kinds(),
+        fault_every_s: opts.fault_every.as_secs_f64(),
+        downtime_s: opts.downtime.as_secs_f64(),
+        seed: opts.seed,
+        server: opts.url.clone().unwrap_or_else(|| "embedded".into()),
+        durable: !opts.no_fsync,
+        persistent_outbox: !opts.in_memory_outbox,
+        version: env!("CARGO_PKG_VERSION").into(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+/// Runs the benchmark the options describe.
+pub async fn run(opts: &Opts) -> Result<Report, BenchError> {
+    validate(opts)?;
+    let target = Target::start(opts).await?;
+    let mut runs = Vec::new();
+    for (tag, kind) in opts.client_kinds().into_iter().enumerate() {
+        match run_once(opts, kind, &target, tag).await {
+            Ok(run) => runs.push(run),
+            Err(e) => {
+                target.stop().await;
+                return Err(e);
+            }
+        }
+    }
+    target.stop().await;
+    let mut runs = runs.into_iter();
+    let primary = runs
+        .next()
+        .ok_or_else(|| BenchError::Usage("nothing to run".into()))?;
+    Ok(Report {
+        configuration: configuration(opts),
+        primary,
+        baseline: runs.next(),
+    })
+}
+
+enum Connected {
+    Sdk(sdk::SdkClient),
+    Raw(raw::RawClient),
+}
+
+async fn run_once(
+    opts: &Opts,
+    kind: ClientKind,
+    target: &Target,
+    tag: usize,
+) -> Result<RunReport, BenchError> {
+    let kinds = opts.fault_kinds();
+    let clients = opts.clients;
+    let rooms = opts.rooms.min(clients);
+    let room_of: Arc<Vec<u32>> = Arc::new((0..clients).map(|i| i % rooms).collect());
+    let mut members = vec![0u64; rooms as usize];
+    for room in room_of.iter() {
+        members[*room as usize] += 1;
+    }
+    let needs_relay = kinds
+        .iter()
+        .any(|k| matches!(k, FaultKind::Reset | FaultKind::Blackhole));
+    let relay = if needs_relay {
+        let upstream = target
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .map_err(|_| {
+                BenchError::Usage(format!(
+                    "the relay needs an http://host:port URL, got {}",
+                    target.url
+                ))
+            })?;
+        Some(Arc::new(Relay::start(upstream).await?))
+    } else {
+        None
+    };
+    let url = relay
+        .as_ref()
+        .map_or_else(|| target.url.clone(), |r| r.url());
+    let outbox_dir: Option<PathBuf> =
+        (!opts.in_memory_outbox).then(|| target.dir.path().join(format!("outboxes-{tag}")));
+    if let Some(dir) = &outbox_dir {
+        std::fs::create_dir_all(dir)?;
+    }
+
+    let prefix = match kind {
+        ClientKind::Sdk => format!("s{tag}"),
+        ClientKind::Raw => format!("r{tag}"),
+    };
+    let mut connected = Vec::with_capacity(clients as usize);
+    let indices: Vec<u32> = (0..clients).collect();
+    for batch in indices.chunks(CONNECT_BATCH) {
+        let attempts = batch.iter().map(|&index| {
+            let (url, outbox_dir, room) =
+                (url.clone(), outbox_dir.clone(), room_of[index as usize]);
+            let token = target.token(&format!("bench-{prefix}-{index}"));
+            let prefix = prefix.clone();
+            async move {
+                let token = token?;
+                Ok::<_, BenchError>(match kind {
+                    ClientKind::Sdk => Connected::Sdk(
+                        sdk::connect(index, room, &prefix, &url, token, outbox_dir.as_deref())
+                            .await?,
+                    ),
+                    ClientKind::Raw => {
+                        Connected::Raw(raw::connect(index, room, &prefix, &url, token).await?)
+                    }
+                })
+            }
+        });
+        for client in join_all(attempts).await {
+            connected.push(client?);
+        }
+    }
+
+    let live = Arc::new(Live::new(members));
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let interval = Duration::from_secs_f64(f64::from(clients) / opts.rate);
+    let start = Instant::now() + Duration::from_millis(200);
+    let end = start + opts.duration;
+    let (finish, finished) = watch::channel(false);
+    let tasks: Vec<_> = connected
+        .into_iter()
+        .map(|client| {
+            let schedule = Schedule {
+                start,
+                end,
+                phase: interval.mul_f64(rng.random::<f64>()),
+                interval,
+            };
+            let (live, room_of, finished) = (live.clone(), room_of.clone(), finished.clone());
+            match client {
+                Connected::Sdk(c) => tokio::spawn(c.run(live, room_of, schedule, finished)),
+                Connected::Raw(c) => tokio::spawn(c.run(live, room_of, schedule, finished)),
+            }
+        })
+        .collect();
+    let faults = tokio::spawn(inject(
+        kinds,
+        opts.fault_every,
+        opts.downtime,
+        StdRng::seed_from_u64(opts.seed.wrapping_add(1)),
+        FaultTargets {
+            relay: relay.clone(),
+            server: target.child.clone(),
+        },
+        live.clone(),
+        start,
+        end,
+    ));
+    let progress = Progress::start(opts, kind, live.clone(), start, end);
+
+    tokio::time::sleep_until(end).await;
+    let injected = faults
+        .await
+        .map_err(|e| BenchError::Server(format!("fault injector failed: {e}")))??;
+    let drain_started = Instant::now();
+    let quiet = Duration::from_secs(3).max(opts.downtime * 4);
+    let drained = loop {
+        if live.pending() == 0 && live.missing_deliveries() == 0 {
+            break true;
+        }
+        let since_progress = live.now_us().saturating_sub(
+            live.last_progress_us
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        let given_up = drain_started.elapsed() >= opts.drain_timeout
+            || (kind == ClientKind::Raw && Duration::from_micros(since_progress) >= quiet);
+        if given_up {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let drain = drain_started.elapsed();
+    let _ = finish.send(true);
+    progress.finish();
+    let mut records: Vec<ClientRecord> = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        records.push(
+            task.await
+                .map_err(|e| BenchError::Server(format!("a client task failed: {e}")))?,
+        );
+    }
+    records.sort_by_key(|r| r.index);
+    Ok(summarise(
+        kind,
+        &records,
+        &room_of,
+        &live,
+        injected,
+        opts.duration,
+        drained,
+        drain,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarise(
+    kind: ClientKind,
+    records: &[ClientRecord],
+    room_of: &[u32],
+    live: &Live,
+    injected: Vec<FaultKind>,
+    duration: Duration,
+    drained: bool,
+    drain: Duration,
+) -> RunReport {
+    let logs: Vec<_> = records.iter().map(|r| r.log.clone()).collect();
+    let received: Vec<_> = records.iter().map(|r| r.received.clone()).collect();
+    let counts = check(room_of, &logs, &received);
+    let merge = |pick: fn(&ClientRecord) -> &hdrhistogram::Histogram<u64>| {
+        let mut all = histogram();
+        for record in records {
+            let _ = all.add(pick(record));
+        }
+        Percentiles::of(&all)
+    };
+    let sent: u64 = logs.iter().map(|l| l.sent.len() as u64).sum();
+    let acked: u64 = logs.iter().map(|l| l.acked.len() as u64).sum();
+    let failed: u64 = logs.iter().map(|l| l.failed.len() as u64).sum();
+    let mut report = RunReport {
+        client: kind,
+        sent,
+        acked,
+        failed,
+        lost: 0,
+        duplicated: 0,
+        reordered: 0,
+        unexpected: 0,
+        delivered: 0,
+        reconnects: live.reconnects.load(std::sync::atomic::Ordering::Relaxed),
+        faults: injected,
+        peak_outbox_depth: records.iter().map(|r| r.peak_outbox).max().unwrap_or(0),
+        throughput_per_s: acked as f64 / duration.as_secs_f64(),
+        drained,
+        drain_ms: drain.as_secs_f64() * 1_000.0,
+        latency_ms: merge(|r| &r.latency_corrected),
+        latency_raw_ms: merge(|r| &r.latency_raw),
+        ack_latency_ms: merge(|r| &r.ack),
+        reconnect_ms: merge(|r| &r.reconnect),
+        restart_to_stored_ms: merge(|r| &r.restart_store),
+    };
+    report.counts(counts);
+    report
+}

@@ -1,0 +1,178 @@
+//! Load through the chat SDK: each client sends on its schedule with `Client::send` (which
+//! returns once the message is in the outbox) and records what its application receives.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_protocol::{ClientId, RoomId};
+use chat_sdk::{ChatEvent, Client, ConnectionState, Events, MessageState, RetryPolicy};
+use tokio::sync::watch;
+
+use crate::error::BenchError;
+use crate::live::{ClientRecord, Live};
+use crate::schedule::Schedule;
+use crate::stamp::Stamp;
+
+/// A connected SDK client that joined its room.
+#[derive(Debug)]
+pub struct SdkClient {
+    index: u32,
+    room: u32,
+    room_id: RoomId,
+    client: Client,
+    events: Events,
+}
+
+/// Connects client `index` and joins its room.
+pub async fn connect(
+    index: u32,
+    room: u32,
+    prefix: &str,
+    url: &str,
+    token: String,
+    store_dir: Option<&Path>,
+) -> Result<SdkClient, BenchError> {
+    let fail = |message: String| BenchError::Client { index, message };
+    let mut builder = Client::builder(url, token)
+        .retry_policy(RetryPolicy {
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(500),
+            ..RetryPolicy::default()
+        })
+        .ack_timeout(Duration::from_secs(2))
+        .health_interval(Duration::from_millis(250))
+        .connect_timeout(Duration::from_secs(2))
+        .outbox_capacity(1_000_000);
+    builder = match store_dir {
+        Some(dir) => builder.store_path(dir.join(format!("client-{index}.db"))),
+        None => builder.in_memory(),
+    };
+    let (client, events) = builder.connect().await.map_err(|e| fail(e.to_string()))?;
+    let room_id = room_name(prefix, room);
+    client
+        .join(&room_id)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(SdkClient {
+        index,
+        room,
+        room_id,
+        client,
+        events,
+    })
+}
+
+/// The name of bench room `room` of the run tagged `prefix`.
+pub fn room_name(prefix: &str, room: u32) -> RoomId {
+    RoomId::new(format!("bench-{prefix}-{room}")).expect("a valid room id")
+}
+
+impl SdkClient {
+    /// Sends on `schedule` and records deliveries until `finish` turns true.
+    pub async fn run(
+        mut self,
+        live: Arc<Live>,
+        room_of: Arc<Vec<u32>>,
+        schedule: Schedule,
+        mut finish: watch::Receiver<bool>,
+    ) -> ClientRecord {
+        let mut record = ClientRecord::new(self.index, self.room);
+        let mut in_flight: HashMap<ClientId, (u64, u64)> = HashMap::new();
+        let mut number = 0;
+        let mut next = schedule.due(0);
+        let mut down_since: Option<u64> = None;
+        let mut sample = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                biased;
+                _ = crate::schedule::finished(&mut finish) => break,
+                event = self.events.recv() => match event {
+                    Some(event) => self.handle(event, &live, &room_of, &mut record, &mut in_flight, &mut down_since),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(next.unwrap_or(schedule.end)), if next.is_some() => {
+                    let intended = next.map(|at| at.into_std().saturating_duration_since(live.epoch())).unwrap_or_default();
+                    let stamp = Stamp {
+                        sender: self.index,
+                        number,
+                        intended_us: u64::try_from(intended.as_micros()).unwrap_or(u64::MAX),
+                        actual_us: live.now_us(),
+                    };
+                    record.sent(&live, number);
+                    match self.client.send(&self.room_id, stamp.encode()) {
+                        Ok(id) => {
+                            in_flight.insert(id, (number, stamp.actual_us));
+                        }
+                        Err(e) => {
+                            tracing::warn!(client = self.index, error = %e, "send refused");
+                            record.failed(&live, number);
+                        }
+                    }
+                    number += 1;
+                    next = schedule.due(number);
+                }
+                _ = sample.tick() => {
+                    if let Ok(depth) = self.client.outbox_depth() {
+                        record.peak_outbox = record.peak_outbox.max(depth as u64);
+                    }
+                }
+            }
+        }
+        self.client.close().await;
+        record
+    }
+
+    fn handle(
+        &self,
+        event: ChatEvent,
+        live: &Live,
+        room_of: &[u32],
+        record: &mut ClientRecord,
+        in_flight: &mut HashMap<ClientId, (u64, u64)>,
+        down_since: &mut Option<u64>,
+    ) {
+        match event {
+            ChatEvent::Message(message) => {
+                if let Some(stamp) = Stamp::decode(message.body.as_str()) {
+                    let sender_room = room_of.get(stamp.sender as usize).copied();
+                    record.delivered(live, stamp, sender_room);
+                }
+            }
+            ChatEvent::Status {
+                client_id, state, ..
+            } => match state {
+                MessageState::Sent { .. }
+                | MessageState::Delivered { .. }
+                | MessageState::Read { .. } => {
+                    if let Some((number, sent_us)) = in_flight.remove(&client_id) {
+                        record.acked(live, number, sent_us);
+                    }
+                }
+                MessageState::Failed { .. } => {
+                    if let Some((number, _)) = in_flight.remove(&client_id) {
+                        record.failed(live, number);
+                    }
+                }
+                _ => {}
+            },
+            ChatEvent::Connection(state) => match state {
+                ConnectionState::Connected => {
+                    if let Some(since) = down_since.take() {
+                        let _ = record
+                            .reconnect
+                            .record(live.now_us().saturating_sub(since).max(1));
+                        live.reconnects
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                ConnectionState::Reconnecting { .. } => {
+                    down_since.get_or_insert_with(|| live.now_us());
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
