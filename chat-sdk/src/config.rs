@@ -34,7 +34,7 @@ use crate::transport::Transport;
 pub struct RetryPolicy {
     /// The first delay (default 100 ms).
     pub min_delay: Duration,
-    /// The cap (default 5 s).
+    /// The cap (default 2 s; with jitter a wait is at most twice this).
     pub max_delay: Duration,
     /// Growth per attempt (default 2).
     pub factor: f32,
@@ -46,7 +46,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(2),
             factor: 2.0,
             jitter: true,
         }
