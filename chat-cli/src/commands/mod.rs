@@ -1,0 +1,60 @@
+//! One module per command; each takes its parsed flags and returns `Ok(())` or a
+//! [`Fail`](crate::fail::Fail) with its exit code.
+
+pub mod chat;
+pub mod history;
+pub mod listen;
+pub mod outbox;
+pub mod requests;
+pub mod send;
+pub mod serve;
+
+use chat_protocol::RoomId;
+use chat_sdk::{Client, RequestError};
+
+use crate::fail::Fail;
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn interrupted() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// Joins `room` unless this outbox file already has: membership is durable on the server,
+/// and the SDK re-joins known rooms on every connection. Offline, the SDK remembers the
+/// room and joins it as soon as it connects (before it sends anything).
+pub async fn ensure_joined(client: &Client, room: &RoomId) -> Result<(), Fail> {
+    if client.rooms().contains_key(room) {
+        return Ok(());
+    }
+    match client.join(room).await {
+        Ok(_) | Err(RequestError::NotConnected) => Ok(()),
+        Err(err) => Err(Fail::from(err)),
+    }
+}
+
+/// Prints a line on stdout, ignoring a closed pipe (`chat listen | head` must not panic).
+pub fn out(line: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
