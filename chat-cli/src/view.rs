@@ -134,6 +134,10 @@ impl View {
                 if *state != ConnectionState::Connected {
                     self.typing.clear();
                 }
+                if matches!(state, ConnectionState::Reconnecting { attempt } if *attempt > 1) {
+                    // Later attempts show in the prompt only.
+                    return Vec::new();
+                }
                 vec![output::connection_line(state, self.style)]
             }
             _ => Vec::new(),

@@ -99,7 +99,11 @@ async fn flush(
                 client_id,
                 room,
                 state,
-            })) => out(&output::status_line(&client_id, &room, &state, style)),
+            })) => {
+                if !matches!(state, MessageState::Sending { attempt: 1 }) {
+                    out(&output::status_line(&client_id, &room, &state, style));
+                }
+            }
             Ok(Some(ChatEvent::Connection(state @ ConnectionState::Disconnected { .. }))) => {
                 return Err(Fail::usage(output::connection_text(&state)));
             }
