@@ -17,12 +17,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Config, RetryPolicy, TokenFuture};
-use crate::error::{ConnectError, OutboxError, RequestError, SendError, StoreError};
+use crate::error::{ConnectError, OutboxError, RequestError, SendError, StoreError, WaitError};
 use crate::event::{ChatEvent, Events};
 use crate::inner::{lock, Inner};
 use crate::outbox;
 use crate::session;
-use crate::state::{ConnectionState, MessageState, OutgoingMessage};
+use crate::state::{ConnectionState, MessageState, Milestone, OutgoingMessage};
 use crate::store::Store;
 use crate::supervisor;
 use crate::transport::{SocketIoTransport, Transport};
@@ -619,6 +619,48 @@ impl Client {
     /// One message of the outbox.
     pub fn message(&self, id: ClientId) -> Result<Option<OutgoingMessage>, StoreError> {
         self.inner().store.get(id)
+    }
+
+    /// Waits until message `id` reaches `milestone` (or a later state), at most `timeout`.
+    /// Returns its state then; fails early if it fails.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use chat_sdk::state::Milestone;
+    ///
+    /// let id = client.send(&"general".parse()?, "hello")?;
+    /// let state = client.wait_for(id, Milestone::Delivered, Duration::from_secs(30)).await?;
+    /// println!("{state}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for(
+        &self,
+        id: ClientId,
+        milestone: Milestone,
+        timeout: Duration,
+    ) -> Result<MessageState, WaitError> {
+        let inner = self.inner();
+        let mut generation = inner.status_generation.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            generation.borrow_and_update();
+            let message = inner.store.get(id)?.ok_or(WaitError::NotFound(id))?;
+            if milestone.reached_by(&message.state) {
+                return Ok(message.state);
+            }
+            if let MessageState::Failed { reason } = message.state {
+                return Err(WaitError::Failed(reason));
+            }
+            match tokio::time::timeout_at(deadline, generation.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => {
+                    return Err(WaitError::Timeout {
+                        last: message.state,
+                    })
+                }
+            }
+        }
     }
 
     /// Puts a failed message back in the queue (same `client_id`, so it is still stored at

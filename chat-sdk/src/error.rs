@@ -157,3 +157,24 @@ pub enum OutboxError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Why [`Client::wait_for`](crate::Client::wait_for) returned without the message reaching
+/// the asked state.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    /// No message with this id is in the outbox (never queued, discarded or pruned).
+    #[error("no message {0} in the outbox")]
+    NotFound(ClientId),
+    /// The message failed; it stays in the outbox until retried or discarded.
+    #[error("message failed: {0}")]
+    Failed(crate::state::FailureReason),
+    /// The time ran out; the message is still in `last` and keeps going.
+    #[error("timed out; the message is still {last}")]
+    Timeout {
+        /// Its state when the time ran out.
+        last: crate::state::MessageState,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

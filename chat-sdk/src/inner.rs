@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub token: Mutex<String>,
     pub me: Option<UserId>,
     pub typing: Mutex<HashMap<RoomId, TypingState>>,
+    /// Bumped on every status change, so waiters on one message wake up and re-read it.
+    pub status_generation: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -103,11 +105,16 @@ impl Inner {
             token: Mutex::new(token),
             me,
             typing: Mutex::new(HashMap::new()),
+            status_generation: watch::channel(0).0,
         }
     }
 
     /// Hands an event to the application (dropped silently if it dropped its stream).
     pub(crate) fn emit(&self, event: ChatEvent) {
+        if matches!(event, ChatEvent::Status { .. }) {
+            self.status_generation
+                .send_modify(|g| *g = g.wrapping_add(1));
+        }
         if let Some(tx) = lock(&self.events).as_ref() {
             let _ = tx.send(event);
         }

@@ -54,7 +54,11 @@ pub mod typing;
 pub use chat_protocol;
 pub use client::{Client, ClientBuilder};
 pub use config::{RetryPolicy, TokenFuture};
-pub use error::{ConnectError, OutboxError, RequestError, SendError, StoreError, TransportError};
+pub use error::{
+    ConnectError, OutboxError, RequestError, SendError, StoreError, TransportError, WaitError,
+};
 pub use event::{ChatEvent, Events};
-pub use state::{ConnectionState, DisconnectReason, FailureReason, MessageState, OutgoingMessage};
+pub use state::{
+    ConnectionState, DisconnectReason, FailureReason, MessageState, Milestone, OutgoingMessage,
+};
 pub use transport::{Connection, SocketIoTransport, Transport};

@@ -160,6 +160,29 @@ impl std::fmt::Display for MessageState {
     }
 }
 
+/// A point on a message's way that [`Client::wait_for`](crate::Client::wait_for) can wait for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Milestone {
+    /// Stored by the server (`Sent` or later).
+    Sent,
+    /// Delivered to every other member (`Delivered` or later).
+    Delivered,
+    /// Read by every other member.
+    Read,
+}
+
+impl Milestone {
+    /// Whether `state` is at or past this milestone.
+    pub fn reached_by(self, state: &MessageState) -> bool {
+        let needed = match self {
+            Self::Sent => 2,
+            Self::Delivered => 3,
+            Self::Read => 4,
+        };
+        state.rank() >= needed
+    }
+}
+
 /// A message this client sends, as the outbox holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutgoingMessage {

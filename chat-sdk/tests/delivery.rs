@@ -2,7 +2,7 @@
 
 mod common;
 
-use chat_sdk::{ChatEvent, MessageState};
+use chat_sdk::{ChatEvent, MessageState, Milestone};
 use chat_testkit::TestServer;
 use common::*;
 
@@ -33,7 +33,19 @@ async fn a_message_is_received_once_and_its_status_moves_to_read() {
     .await;
     assert_eq!(delivered, 1);
 
+    assert!(matches!(
+        alice.wait_for(id, Milestone::Delivered, PATIENCE).await,
+        Ok(MessageState::Delivered { seq: 1, .. })
+    ));
+    let reader = tokio::spawn({
+        let alice = alice.clone();
+        async move { alice.wait_for(id, Milestone::Read, PATIENCE).await }
+    });
     bob.mark_read(&general).await.expect("read");
+    assert!(matches!(
+        reader.await.expect("task"),
+        Ok(MessageState::Read { .. })
+    ));
     wait_for(&mut alice_events, |e| match e {
         ChatEvent::Status {
             client_id,

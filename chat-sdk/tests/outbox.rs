@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_sdk::chat_protocol::{ClientId, ErrorCode};
-use chat_sdk::{ChatEvent, Client, FailureReason, MessageState, SendError};
+use chat_sdk::{ChatEvent, Client, FailureReason, MessageState, Milestone, SendError, WaitError};
 use chat_testkit::{Relay, TestServer};
 use common::transport::CountingTransport;
 use common::*;
@@ -218,6 +218,14 @@ async fn a_full_outbox_is_a_clear_error() {
         client.send(&general, "  "),
         Err(SendError::Invalid(_))
     ));
+    let first = client.outbox().expect("outbox")[0].client_id;
+    match client
+        .wait_for(first, Milestone::Sent, Duration::from_millis(50))
+        .await
+    {
+        Err(WaitError::Timeout { last }) => assert!(last.is_pending()),
+        other => panic!("expected a timeout while offline, got {other:?}"),
+    }
     client.close().await;
 }
 
