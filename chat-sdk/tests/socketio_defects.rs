@@ -270,3 +270,17 @@ async fn an_application_not_reading_events_does_not_hold_up_acks() {
     }));
     drop(alice_events);
 }
+
+/// Defect: a receive task that stops (rust_socketio's panics) or a half-open link is silent:
+/// no error, no close, emits still "succeed". On an idle link, only the health check's
+/// probe can notice; it does, and the client reconnects.
+#[tokio::test]
+async fn an_idle_silent_link_is_noticed_by_the_health_check() {
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay");
+    let (alice, _events) = connect(&server, &relay.url(), "alice").await;
+    let state = alice.connection_state();
+    assert_eq!(relay.blackhole_all(), 1);
+    wait_reconnected(state).await;
+    assert_eq!(relay.accepted(), 2);
+}
