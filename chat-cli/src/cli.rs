@@ -29,7 +29,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         2 usage or connection error."
 )]
 pub struct Opts {
-    /// Log what the client does on stderr (or set RUST_LOG).
+    /// More logs on stderr (or set RUST_LOG).
     #[arg(short, long, global = true)]
     pub verbose: bool,
     /// What to do.
