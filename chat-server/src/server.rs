@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_protocol::UserId;
+use axum::serve::ListenerExt;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::{SocketIo, TransportType};
 use tokio::net::TcpListener;
@@ -72,6 +73,13 @@ impl Server {
             .route("/health", axum::routing::get(|| async { "ok" }))
             .layer(layer);
         let (stop, stopped) = oneshot::channel::<()>();
+        // Small frames (acks, events) must leave at once: without TCP_NODELAY, Nagle's
+        // algorithm and the peer's delayed ACK hold them for up to 40 ms.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let serving = tokio::spawn(
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
