@@ -38,7 +38,11 @@ fn help_of_every_command() {
         } else {
             format!("chat {}", path.join(" "))
         };
-        insta::assert_snapshot!(name.replace(' ', "_"), help(path), &format!("{name} --help"));
+        insta::assert_snapshot!(
+            name.replace(' ', "_"),
+            help(path),
+            &format!("{name} --help")
+        );
     }
 }
 
@@ -47,7 +51,14 @@ fn every_command_shows_an_example() {
     let mut command = Opts::command();
     command.build();
     for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
-        let after = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
-        assert!(after.contains("chat "), "{} --help has no example", sub.get_name());
+        let after = sub
+            .get_after_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        assert!(
+            after.contains("chat "),
+            "{} --help has no example",
+            sub.get_name()
+        );
     }
 }
