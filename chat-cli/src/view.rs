@@ -126,7 +126,7 @@ impl View {
             ChatEvent::Presence(p) if Some(&p.user) != self.me.as_ref() => {
                 vec![output::presence_line(p, self.style)]
             }
-            ChatEvent::Member(m) if m.room == self.room => {
+            ChatEvent::Member(m) if m.room == self.room && Some(&m.user) != self.me.as_ref() => {
                 vec![output::member_line(m, self.style)]
             }
             ChatEvent::Connection(state) => {

@@ -241,6 +241,25 @@ fn bad_input_gets_one_line_and_the_right_exit_code() {
         .clone();
     assert!(one_line(&out).contains("URL"));
 
+    let wrong = chat_server::mint_token(
+        "not-the-secret",
+        &chat_protocol::UserId::new("alice").expect("user"),
+        std::time::Duration::from_secs(60),
+    )
+    .expect("token");
+    for args in [&["history", "general"][..], &["chat", "general"][..]] {
+        let out = server
+            .cmd("alice")
+            .args(args)
+            .env("CHAT_TOKEN", &wrong)
+            .write_stdin("")
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        assert!(one_line(&out).contains("refused the token"), "{args:?}");
+    }
+
     // Ran, but failed: exit 1.
     let out = server
         .cmd("alice")

@@ -29,6 +29,13 @@ use crate::view::View;
 pub async fn run(args: ChatArgs) -> Result<(), Fail> {
     let settings = config::resolve(&args.client)?;
     let (client, events) = connect::start(&settings)?;
+    // A refused token ends the session at once; a server that is down does not.
+    if let Some(state @ ConnectionState::Disconnected { .. }) =
+        connect::first_outcome(&client, Duration::from_secs(5)).await
+    {
+        client.close().await;
+        return Err(Fail::usage(crate::output::connection_text(&state)));
+    }
     ensure_joined(&client, &args.room).await?;
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let view = View::new(
