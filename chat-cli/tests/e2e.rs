@@ -55,6 +55,27 @@ fn send_json_then_history_json_parse_back() {
 }
 
 #[test]
+fn send_dash_sends_each_stdin_line_in_order() {
+    let server = Server::start();
+    server
+        .cmd("alice")
+        .args(["send", "general", "-"])
+        .write_stdin("one\n\ntwo\nthree\n")
+        .assert()
+        .success();
+    let output = server
+        .cmd("alice")
+        .args(["history", "general"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let bodies: Vec<&str> = text.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+    assert_eq!(bodies, ["one", "two", "three"], "{text}");
+}
+
+#[test]
 fn send_waits_until_the_other_member_reads() {
     let server = Server::start();
     server
