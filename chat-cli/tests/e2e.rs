@@ -344,3 +344,39 @@ fn a_config_file_supplies_what_flags_and_environment_do_not() {
     // With no store configured, the outbox lives in the data directory, named after the user.
     assert!(server.dir.path().join("data/chat/carol.db").exists());
 }
+
+#[test]
+fn presence_json_reports_online_and_never_seen_users() {
+    let server = Server::start();
+    let output = server
+        .cmd("alice")
+        .args(["presence", "alice", "carol", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let presence = json_lines(&output.stdout);
+    assert_eq!(presence.len(), 2);
+    assert_eq!(
+        (
+            presence[0]["user"].as_str(),
+            presence[0]["online"].as_bool()
+        ),
+        (Some("alice"), Some(true))
+    );
+    assert_eq!(
+        presence[1],
+        serde_json::json!({"user": "carol", "online": false, "last_seen": null})
+    );
+    let output = server
+        .cmd("alice")
+        .args(["presence", "carol"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "carol is offline, never seen\n"
+    );
+}
