@@ -25,17 +25,33 @@ pub struct FaultTargets {
     pub server: Option<Arc<Mutex<ChildServer>>>,
 }
 
+/// Which faults, how often and for how long.
+#[derive(Debug)]
+pub struct FaultPlan {
+    /// The kinds to use.
+    pub kinds: Vec<FaultKind>,
+    /// Time between two faults.
+    pub every: Duration,
+    /// How long a fault keeps the server unreachable.
+    pub downtime: Duration,
+    /// Orders the kinds.
+    pub rng: StdRng,
+}
+
 /// Injects faults from `start + every` until `end`; returns the kinds injected, in order.
 pub async fn inject(
-    kinds: Vec<FaultKind>,
-    every: Duration,
-    downtime: Duration,
-    mut rng: StdRng,
+    plan: FaultPlan,
     targets: FaultTargets,
     live: Arc<Live>,
     start: Instant,
     end: Instant,
 ) -> Result<Vec<FaultKind>, BenchError> {
+    let FaultPlan {
+        kinds,
+        every,
+        downtime,
+        mut rng,
+    } = plan;
     let mut injected = Vec::new();
     if kinds.is_empty() || every.is_zero() {
         return Ok(injected);

@@ -39,7 +39,6 @@ pub async fn run(opts: &Opts, connections: u32) -> Result<IdleReport, BenchError
                     .in_memory()
                     .connect()
                     .await
-                    .map(|(client, events)| (client, events))
                     .map_err(|e| BenchError::Client {
                         index,
                         message: e.to_string(),

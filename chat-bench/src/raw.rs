@@ -50,7 +50,7 @@ pub async fn connect(
     token: String,
 ) -> Result<RawClient, BenchError> {
     let fail = |message: String| BenchError::Client { index, message };
-    let (tx, incoming) = mpsc::unbounded_channel();
+    let (tx, mut incoming) = mpsc::unbounded_channel();
     let room_id_for_join = room_name(prefix, room);
     let on_message = tx.clone();
     let room_id = room_name(prefix, room);
@@ -83,7 +83,21 @@ pub async fn connect(
         .connect()
         .await
         .map_err(|e| fail(e.to_string()))?;
-    // Wait for the first join to be answered before the load starts.
+    // rust_socketio's `connect` returns before the Socket.IO handshake is done; requests sent
+    // before it are lost. Wait for it, then for the first join to be answered.
+    let opened = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match incoming.recv().await {
+                Some(Incoming::Opened) => return true,
+                Some(Incoming::Message(_)) => continue,
+                None => return false,
+            }
+        }
+    })
+    .await;
+    if !matches!(opened, Ok(true)) {
+        return Err(fail("the connection did not open".into()));
+    }
     let (joined_tx, joined_rx) = tokio::sync::oneshot::channel();
     let joined_tx = std::sync::Mutex::new(Some(joined_tx));
     client
@@ -126,7 +140,7 @@ impl RawClient {
         let room = self.room_id.clone();
         let mut number = 0;
         let mut next = schedule.due(0);
-        let mut opened = 0u64;
+        let mut opened = 1u64; // the first open was awaited in `connect`
         loop {
             tokio::select! {
                 biased;

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::accounting::check;
 use crate::child::{ChildConfig, ChildServer};
 use crate::error::BenchError;
-use crate::faults::{inject, FaultTargets};
+use crate::faults::{inject, FaultPlan, FaultTargets};
 use crate::live::{histogram, ClientRecord, Live};
 use crate::opts::{ClientKind, FaultKind, Opts};
 use crate::progress::Progress;
@@ -255,11 +255,14 @@ async fn run_once(
             }
         })
         .collect();
-    let faults = tokio::spawn(inject(
+    let plan = FaultPlan {
         kinds,
-        opts.fault_every,
-        opts.downtime,
-        StdRng::seed_from_u64(opts.seed.wrapping_add(1)),
+        every: opts.fault_every,
+        downtime: opts.downtime,
+        rng: StdRng::seed_from_u64(opts.seed.wrapping_add(1)),
+    };
+    let faults = tokio::spawn(inject(
+        plan,
         FaultTargets {
             relay: relay.clone(),
             server: target.child.clone(),

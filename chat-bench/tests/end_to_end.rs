@@ -1,0 +1,183 @@
+//! The benchmark end to end, against a real server process it starts, kills and restarts:
+//! the SDK loses, doubles and reorders nothing across every kind of fault, and the JSON
+//! report matches its documented schema.
+
+use std::process::Command;
+
+use chat_bench::opts::{ClientKind, FaultKind};
+use chat_bench::Opts;
+use clap::Parser;
+
+fn opts(extra: &[&str]) -> Opts {
+    let mut args = vec![
+        "chat-bench",
+        "--server-exe",
+        env!("CARGO_BIN_EXE_chat-bench"),
+        "--clients",
+        "4",
+        "--rooms",
+        "2",
+        "--rate",
+        "80",
+        "--duration",
+        "3s",
+        "--fault-every",
+        "600ms",
+        "--downtime",
+        "150ms",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    Opts::parse_from(args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_delivers_everything_once_and_in_order_across_every_fault_kind() {
+    let report = chat_bench::run(&opts(&["--compare"]))
+        .await
+        .expect("bench runs");
+    let sdk = &report.primary;
+    assert_eq!(sdk.client, ClientKind::Sdk);
+    for kind in [
+        FaultKind::Kick,
+        FaultKind::Reset,
+        FaultKind::Blackhole,
+        FaultKind::Restart,
+    ] {
+        assert!(
+            sdk.faults.contains(&kind),
+            "{kind:?} was not injected: {:?}",
+            sdk.faults
+        );
+    }
+    assert!(
+        sdk.reconnects >= 4,
+        "faults forced reconnects: {}",
+        sdk.reconnects
+    );
+    assert!(
+        sdk.sent > 0 && sdk.acked == sdk.sent,
+        "every message acked: {sdk:?}"
+    );
+    assert!(sdk.drained, "delivery completed");
+    assert!(
+        sdk.clean(),
+        "lost {} duplicated {} reordered {} unexpected {}",
+        sdk.lost,
+        sdk.duplicated,
+        sdk.reordered,
+        sdk.unexpected
+    );
+    // Two receivers per room: every acked message delivered to both.
+    assert_eq!(sdk.delivered, sdk.acked * 2);
+    assert!(sdk.latency_ms.count > 0 && sdk.latency_ms.p50 <= sdk.latency_ms.max);
+
+    let baseline = report
+        .baseline
+        .as_ref()
+        .expect("--compare runs the baseline");
+    assert_eq!(baseline.client, ClientKind::Raw);
+    assert!(baseline.sent > 0);
+
+    let json = serde_json::to_value(&report).expect("serializes");
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/bench-report.schema.json"))
+            .expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report does not match docs/bench-report.schema.json: {errors:#?}"
+    );
+}
+
+#[test]
+fn bad_options_are_usage_errors_with_exit_code_2() {
+    for args in [
+        vec!["--faults", "meteor"],
+        vec!["--rate", "0"],
+        vec![
+            "--url",
+            "http://127.0.0.1:9",
+            "--jwt-secret",
+            "s",
+            "--faults",
+            "kick",
+        ],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
+            .args(&args)
+            .args(["--duration", "1s", "--quiet"])
+            .output()
+            .expect("runs");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !output.stderr.is_empty(),
+            "{args:?} explains itself on stderr"
+        );
+        assert!(output.stdout.is_empty(), "{args:?} prints no result");
+    }
+}
+
+#[test]
+fn a_calm_run_prints_the_table_and_writes_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
+        .args([
+            "--clients",
+            "2",
+            "--rooms",
+            "1",
+            "--rate",
+            "40",
+            "--duration",
+            "1s",
+            "--faults",
+            "none",
+            "--quiet",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("no message lost, duplicated or reordered"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("JSON");
+    for key in [
+        "sent",
+        "acked",
+        "lost",
+        "duplicated",
+        "reordered",
+        "reconnects",
+        "latency_ms",
+    ] {
+        assert!(report.get(key).is_some(), "{key} missing");
+    }
+    for key in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(
+            report["latency_ms"].get(key).is_some(),
+            "latency_ms.{key} missing"
+        );
+    }
+    assert_eq!(report["lost"], 0);
+}
