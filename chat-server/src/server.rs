@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_protocol::UserId;
 use axum::serve::ListenerExt;
+use chat_protocol::UserId;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::{SocketIo, TransportType};
 use tokio::net::TcpListener;
