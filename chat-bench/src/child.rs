@@ -162,11 +162,12 @@ impl ChildServer {
 
     /// Kills the server with SIGKILL and waits for it to be gone.
     pub async fn kill(&mut self) {
-        self.stdin = None;
+        // SIGKILL first: closing stdin first would start a graceful shutdown.
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
+        self.stdin = None;
     }
 
     /// Starts the server again on the same address and database.

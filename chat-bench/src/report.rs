@@ -169,7 +169,7 @@ pub struct Report {
 fn row(out: &mut String, name: &str, values: &[String]) {
     let _ = write!(out, "{name:<34}");
     for value in values {
-        let _ = write!(out, "{value:>16}");
+        let _ = write!(out, "{value:>20}");
     }
     out.push('\n');
 }

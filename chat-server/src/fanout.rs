@@ -9,10 +9,19 @@ use chat_protocol::events::names;
 use chat_protocol::Message;
 use serde::Serialize;
 use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::mpsc;
 
 use crate::state::room_key;
+
+/// The sockets in `rooms`; none once the server is closing (socketioxide's `io.to` would
+/// panic when the namespace is gone, as it is after `close`).
+pub fn sockets_in<A: Adapter>(io: &SocketIo<A>, rooms: Vec<String>) -> Vec<SocketRef<A>> {
+    io.of("/")
+        .map(|ns| ns.to(rooms).sockets())
+        .unwrap_or_default()
+}
 
 /// Emits `event` to every socket in `rooms`; sockets that cannot take it are disconnected.
 pub fn emit_to<A: Adapter, T: Serialize + ?Sized>(
@@ -24,7 +33,7 @@ pub fn emit_to<A: Adapter, T: Serialize + ?Sized>(
     if rooms.is_empty() {
         return;
     }
-    for socket in io.to(rooms).sockets() {
+    for socket in sockets_in(io, rooms) {
         match socket.emit(event, data) {
             Ok(()) => {}
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {

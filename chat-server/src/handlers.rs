@@ -20,9 +20,9 @@ use serde::Serialize;
 use serde_json::Value;
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::socket::Sid;
-use socketioxide::SocketIo;
+use socketioxide::{SendError, SocketError, SocketIo};
 
-use crate::fanout::emit_to;
+use crate::fanout::{emit_to, sockets_in};
 use crate::rate::RateClass;
 use crate::sequencer::Turn;
 use crate::state::{now_ms, room_key, user_key, AppState};
@@ -70,11 +70,18 @@ where
 }
 
 fn send_ack(socket: &SocketRef, ack: AckSender, reply: Value) {
-    if let Err(e) = ack.send(&reply) {
-        // The client will time out and resend; idempotency makes that safe. A full buffer
-        // means the socket cannot keep up: drop it so its client reconnects promptly.
-        tracing::warn!(sid = %socket.id, error = %e, "ack could not be sent; disconnecting socket");
-        let _ = socket.clone().disconnect();
+    match ack.send(&reply) {
+        Ok(()) => {}
+        // Gone already: the client resends what was not acked; idempotency makes that safe.
+        Err(SendError::Socket(SocketError::Closed)) => {
+            tracing::debug!(sid = %socket.id, "ack not sent: socket closed");
+        }
+        // A full buffer means the socket cannot keep up: drop it so its client reconnects
+        // promptly instead of waiting for its ack timeout.
+        Err(e) => {
+            tracing::warn!(sid = %socket.id, error = %e, "ack could not be sent; disconnecting socket");
+            let _ = socket.clone().disconnect();
+        }
     }
 }
 
@@ -178,8 +185,10 @@ async fn leave(
         .await
         .map_err(|e| e.to_wire())?;
     let key = room_key(&request.room);
-    if let Err(e) = io.to(user_key(user)).leave(key.clone()).await {
-        tracing::warn!(error = %e, "sockets could not leave the room");
+    if let Some(ns) = io.of("/") {
+        if let Err(e) = ns.to(user_key(user)).leave(key.clone()).await {
+            tracing::warn!(error = %e, "sockets could not leave the room");
+        }
     }
     if was_member {
         let member = RoomMember {
@@ -330,7 +339,7 @@ fn announce_receipt(
 /// Emits a typing change to the room, except to `typer` (the socket that typed).
 fn announce_typing(io: &SocketIo, update: &TypingUpdate, typer: Sid) {
     let key = room_key(&update.room);
-    for target in io.to(key).sockets() {
+    for target in sockets_in(io, vec![key]) {
         if target.id == typer {
             continue;
         }

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::config::ServerConfig;
 use crate::connection::{authenticate, on_connect};
 use crate::error::ServerError;
-use crate::fanout;
+use crate::fanout::{self, sockets_in};
 use crate::state::{user_key, AppState};
 use crate::store::{SqliteStore, Store};
 
@@ -109,21 +109,21 @@ impl Server {
 
     /// Disconnects every socket of `user` from the server side.
     pub fn kick_user(&self, user: &UserId) {
-        for socket in self.io.to(user_key(user)).sockets() {
+        for socket in sockets_in(&self.io, vec![user_key(user)]) {
             let _ = socket.disconnect();
         }
     }
 
     /// Disconnects every socket from the server side.
     pub fn kick_all(&self) {
-        for socket in self.io.sockets() {
+        for socket in self.io.of("/").map(|ns| ns.sockets()).unwrap_or_default() {
             let _ = socket.disconnect();
         }
     }
 
     /// Number of connected sockets.
     pub fn connection_count(&self) -> usize {
-        self.io.sockets().len()
+        self.io.of("/").map_or(0, |ns| ns.sockets().len())
     }
 
     /// Stops accepting, closes every socket, waits for the store to flush and close.
