@@ -273,8 +273,8 @@ async fn send_receipt(
     Ok(())
 }
 
-fn decode<T: serde::de::DeserializeOwned>(event: &Inbound) -> Option<T> {
-    match serde_json::from_value(event.payload.clone()) {
+fn decode<T: serde::de::DeserializeOwned>(event: Inbound) -> Option<T> {
+    match serde_json::from_value(event.payload) {
         Ok(value) => Some(value),
         Err(err) => {
             tracing::warn!(event = %event.event, error = %err, "ignoring a malformed server event");
@@ -289,9 +289,9 @@ async fn handle(
     event: Inbound,
     dirty: &mut BTreeSet<RoomId>,
 ) -> Result<(), RequestError> {
-    match event.event.as_str() {
+    match event.event.clone().as_str() {
         event_names::MESSAGE_NEW => {
-            let Some(message) = decode::<Message>(&event) else {
+            let Some(message) = decode::<Message>(event) else {
                 return Ok(());
             };
             let room = message.room.clone();
@@ -307,7 +307,7 @@ async fn handle(
             dirty.insert(room);
         }
         event_names::RECEIPT_UPDATE => {
-            let Some(update) = decode::<ReceiptUpdate>(&event) else {
+            let Some(update) = decode::<ReceiptUpdate>(event) else {
                 return Ok(());
             };
             {
@@ -325,7 +325,7 @@ async fn handle(
             status::refresh_room(inner, &room)?;
         }
         event_names::ROOM_MEMBER => {
-            let Some(member) = decode::<RoomMember>(&event) else {
+            let Some(member) = decode::<RoomMember>(event) else {
                 return Ok(());
             };
             {
@@ -342,12 +342,12 @@ async fn handle(
             status::refresh_room(inner, &room)?;
         }
         event_names::TYPING_UPDATE => {
-            if let Some(update) = decode::<TypingUpdate>(&event) {
+            if let Some(update) = decode::<TypingUpdate>(event) {
                 inner.emit(ChatEvent::Typing(update));
             }
         }
         event_names::PRESENCE_UPDATE => {
-            if let Some(presence) = decode::<Presence>(&event) {
+            if let Some(presence) = decode::<Presence>(event) {
                 inner.emit(ChatEvent::Presence(presence));
             }
         }

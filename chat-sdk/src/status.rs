@@ -40,7 +40,7 @@ pub(crate) fn refresh_room(inner: &Inner, room: &RoomId) -> Result<(), StoreErro
         return Ok(());
     };
     let _guard = lock(&inner.status_lock);
-    for message in inner.store.unread_sent(room)? {
+    for message in inner.store.sent_to_advance(room, delivered, read)? {
         let Some(seq) = message.state.seq() else {
             continue;
         };

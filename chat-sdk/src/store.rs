@@ -28,10 +28,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     queued_at  INTEGER NOT NULL,
     attempts   INTEGER NOT NULL DEFAULT 0,
     kind       TEXT NOT NULL,
-    state      TEXT NOT NULL
+    state      TEXT NOT NULL,
+    seq        INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, position);
-CREATE INDEX IF NOT EXISTS outbox_room ON outbox (room, kind);
+CREATE INDEX IF NOT EXISTS outbox_room_seq ON outbox (room, kind, seq);
 CREATE TABLE IF NOT EXISTS rooms (
     room      TEXT PRIMARY KEY,
     joined    INTEGER NOT NULL,
@@ -213,13 +214,26 @@ impl Store {
         rows.map(|row| row?).collect()
     }
 
-    /// Acknowledged messages of a room that are not yet read (sent or delivered).
-    pub(crate) fn unread_sent(&self, room: &RoomId) -> Result<Vec<OutgoingMessage>, StoreError> {
+    /// Acknowledged messages of a room that the watermarks move on: sent ones at or below
+    /// `delivered`, sent or delivered ones at or below `read`. Indexed, so a receipt costs
+    /// only the rows it changes.
+    pub(crate) fn sent_to_advance(
+        &self,
+        room: &RoomId,
+        delivered: Seq,
+        read: Seq,
+    ) -> Result<Vec<OutgoingMessage>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
-            "SELECT * FROM outbox WHERE room = ?1 AND kind IN ('sent', 'delivered') ORDER BY position",
+        let mut stmt = conn.prepare_cached(
+            "SELECT * FROM outbox WHERE room = ?1 AND kind = 'sent' AND seq <= ?2
+             UNION
+             SELECT * FROM outbox WHERE room = ?1 AND kind IN ('sent', 'delivered') AND seq <= ?3
+             ORDER BY position",
         )?;
-        let rows = stmt.query_map(params![room.as_str()], row_to_message)?;
+        let rows = stmt.query_map(
+            params![room.as_str(), seq_to_sql(delivered), seq_to_sql(read)],
+            row_to_message,
+        )?;
         rows.map(|row| row?).collect()
     }
 
@@ -233,14 +247,15 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let conn = self.lock();
         let json = serde_json::to_string(state).map_err(corrupt)?;
+        let seq = state.seq().map(seq_to_sql);
         let changed = match attempts {
             Some(n) => conn.execute(
-                "UPDATE outbox SET kind = ?2, state = ?3, attempts = ?4 WHERE client_id = ?1",
-                params![id.to_string(), state.name(), json, n],
+                "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4, attempts = ?5 WHERE client_id = ?1",
+                params![id.to_string(), state.name(), json, seq, n],
             )?,
             None => conn.execute(
-                "UPDATE outbox SET kind = ?2, state = ?3 WHERE client_id = ?1",
-                params![id.to_string(), state.name(), json],
+                "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1",
+                params![id.to_string(), state.name(), json, seq],
             )?,
         };
         Ok(changed > 0)
@@ -368,7 +383,18 @@ mod tests {
         assert!(store
             .insert(&message("r", MessageState::Queued), 1)
             .expect("insert"));
-        assert_eq!(store.unread_sent(&a.room).expect("query").len(), 1);
+        assert_eq!(
+            store.sent_to_advance(&a.room, 1, 0).expect("query").len(),
+            1
+        );
+        assert_eq!(
+            store.sent_to_advance(&a.room, 0, 1).expect("query").len(),
+            1
+        );
+        assert!(store
+            .sent_to_advance(&a.room, 0, 0)
+            .expect("query")
+            .is_empty());
     }
 
     #[test]
