@@ -34,6 +34,20 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## The API at a glance
+//!
+//! | to … | call |
+//! |---|---|
+//! | start, waiting for the first connection (typed error on a refused token) | [`ClientBuilder::connect`] |
+//! | start offline-first (queue now, send when the server is reachable) | [`ClientBuilder::start`] |
+//! | send; reply | [`Client::send`], [`Client::reply`] — return the message's `client_id` |
+//! | wait for one message to be sent / delivered / read | [`Client::wait_for`] with a [`Milestone`] |
+//! | follow everything (messages, statuses, receipts, typing, presence, members, connection) | the [`Events`] stream |
+//! | join (and catch up); replay from a `seq`; leave | [`Client::join`], [`Client::join_since`], [`Client::leave`] |
+//! | mark a room read; typing; presence; history | [`Client::mark_read`], [`Client::typing`], [`Client::presence`], [`Client::history`] |
+//! | inspect and repair the outbox | [`Client::outbox`], [`Client::outbox_depth`], [`Client::retry`], [`Client::discard`], [`Client::prune_acknowledged`] |
+//! | watch the connection; force a reconnect; stop | [`Client::connection_state`], [`Client::reconnect`], [`Client::close`] |
+//!
 //! What is promised, exactly, is written in `docs/delivery-guarantees.md`.
 #![warn(missing_docs)]
 
