@@ -3,7 +3,8 @@
 //! 20 concurrent sequential senders in one room.
 //!
 //! Run: `cargo run --release -p chat-server --example send_load`
-//! (`ROUND_TRIPS=5000 SENDERS=20 EACH=1000` are the defaults.)
+//! (`ROUND_TRIPS=5000 SENDERS=20 EACH=1000 DURABLE=1` are the defaults; `DURABLE=0` runs
+//! SQLite with `synchronous=NORMAL`.)
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -29,7 +30,7 @@ async fn main() {
     let senders = env("SENDERS", 20);
     let each = env("EACH", 1000);
     let server = support::server_with(|c| {
-        c.durable = true;
+        c.durable = std::env::var("DURABLE").map_or(true, |v| v != "0");
         c.rates.send_per_sec = 1_000_000;
         c.rates.other_per_sec = 1_000_000;
     })
