@@ -284,3 +284,41 @@ async fn an_idle_silent_link_is_noticed_by_the_health_check() {
     wait_reconnected(state).await;
     assert_eq!(relay.accepted(), 2);
 }
+
+/// Defect: an ack pending when the link drops is never answered and never removed. Here a
+/// request in flight on a link that then resets fails at once with a transport error,
+/// long before its ack timeout.
+#[tokio::test]
+async fn a_request_in_flight_when_the_link_drops_fails_fast() {
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay");
+    let (alice, _events) = builder(&relay.url(), server.token("alice"))
+        .ack_timeout(Duration::from_secs(60))
+        .health_interval(Duration::from_secs(60))
+        .connect()
+        .await
+        .expect("connects");
+    let general = room("general");
+    alice.join(&general).await.expect("join");
+    relay.blackhole_all();
+    let pending = tokio::spawn({
+        let alice = alice.clone();
+        let general = general.clone();
+        async move { alice.history(&general, 0, 10).await }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    relay.reset_all();
+    let result = tokio::time::timeout(PATIENCE, pending)
+        .await
+        .expect("the request was left hanging until its ack timeout")
+        .expect("task");
+    assert!(
+        matches!(
+            result,
+            Err(chat_sdk::RequestError::Transport(_) | chat_sdk::RequestError::NotConnected)
+        ),
+        "got {result:?}"
+    );
+}
