@@ -322,3 +322,52 @@ async fn a_request_in_flight_when_the_link_drops_fails_fast() {
         "got {result:?}"
     );
 }
+
+/// A token refused on reconnect (here: the server rotated its key while the client was
+/// away) calls the refresh hook; the queued message goes out with the new token. Without a
+/// hook the client stops in `Disconnected { Unauthorized }` and keeps the message queued.
+#[tokio::test]
+async fn a_token_refused_on_reconnect_is_refreshed_or_reported() {
+    let mut server = TestServer::start().await.expect("server starts");
+    let general = room("general");
+    let (with_hook, mut events) = builder(&server.url(), server.token("alice"))
+        .token_refresh(|| async {
+            let user = UserId::new("alice").map_err(|e| e.to_string())?;
+            chat_server::mint_token("rotated", &user, Duration::from_secs(3600))
+                .map_err(|e| e.to_string())
+        })
+        .connect()
+        .await
+        .expect("alice connects");
+    with_hook.join(&general).await.expect("join");
+    let (without_hook, _) = connect(&server, &server.url(), "bob").await;
+    without_hook.join(&general).await.expect("join");
+
+    server.stop().await.expect("stops");
+    server.rotate_secret("rotated");
+    let id = with_hook
+        .send(&general, "after the rotation")
+        .expect("queued");
+    let stuck = without_hook.send(&general, "never sent").expect("queued");
+    server.resume().await.expect("resumes");
+
+    let got = collect_messages(&mut events, &general, 1).await;
+    assert_eq!(got[0].client_id, id);
+    let mut state = without_hook.connection_state();
+    tokio::time::timeout(
+        PATIENCE,
+        state.wait_for(|s| {
+            matches!(
+                s,
+                ConnectionState::Disconnected {
+                    reason: chat_sdk::DisconnectReason::Unauthorized { .. }
+                }
+            )
+        }),
+    )
+    .await
+    .expect("bob's client gave up with Unauthorized")
+    .expect("state");
+    let bob_message = without_hook.message(stuck).expect("store").expect("kept");
+    assert!(bob_message.state.is_pending());
+}

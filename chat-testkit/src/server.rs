@@ -115,6 +115,12 @@ impl TestServer {
         }
     }
 
+    /// Changes the JWT secret from the next [`TestServer::resume`] on: tokens minted before
+    /// are refused after it (as after a key rotation).
+    pub fn rotate_secret(&mut self, secret: impl Into<String>) {
+        self.config.jwt_secret = secret.into();
+    }
+
     /// Shuts the server down gracefully (the database stays).
     pub async fn stop(&mut self) -> Result<(), String> {
         if let Some(server) = self.server.take() {
