@@ -235,9 +235,14 @@ impl ClientBuilder {
                 let view = rooms.entry(stored.room).or_default();
                 view.joined = stored.joined;
                 view.last_seq = stored.last_seq;
+                view.taken_seq = stored.last_seq.unwrap_or(0);
             }
         }
-        Ok((inner, Events { rx }))
+        let events = Events {
+            rx,
+            inner: Arc::downgrade(&inner),
+        };
+        Ok((inner, events))
     }
 
     fn launch(inner: Arc<Inner>, first: Option<supervisor::FirstOutcome>) -> Client {
@@ -485,7 +490,8 @@ impl Client {
         Ok(())
     }
 
-    /// Marks everything handed over in `room` so far as read (one `receipt:read`).
+    /// Marks everything the application took from the event stream in `room` so far as
+    /// read (one `receipt:read`).
     ///
     /// ```no_run
     /// # async fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -494,13 +500,26 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn mark_read(&self, room: &RoomId) -> Result<ReadResult, RequestError> {
-        let up_to_seq = self.last_seq(room).unwrap_or(0);
+        let up_to_seq = lock(&self.inner().rooms)
+            .get(room)
+            .map(|view| view.taken_seq)
+            .unwrap_or(0);
+        self.mark_read_up_to(room, up_to_seq).await
+    }
+
+    /// Marks the messages of `room` up to `seq` as read (the server caps it at the room's
+    /// newest and never moves it back).
+    pub async fn mark_read_up_to(
+        &self,
+        room: &RoomId,
+        seq: Seq,
+    ) -> Result<ReadResult, RequestError> {
         self.inner()
             .request(
                 names::RECEIPT_READ,
                 &Receipt {
                     room: room.clone(),
-                    up_to_seq,
+                    up_to_seq: seq,
                 },
             )
             .await

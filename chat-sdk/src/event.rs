@@ -5,7 +5,11 @@
 //! its own messages, receipts, typing, presence, membership and the connection state.
 
 use chat_protocol::{ClientId, Message, Presence, ReceiptUpdate, RoomId, RoomMember, TypingUpdate};
+use std::sync::Weak;
+
 use tokio::sync::mpsc;
+
+use crate::inner::Inner;
 
 use crate::state::{ConnectionState, MessageState, OutgoingMessage};
 
@@ -42,20 +46,53 @@ pub enum ChatEvent {
 /// The receiving end of the event stream, returned with the [`Client`](crate::Client).
 ///
 /// The stream is unbounded: events wait here until the application takes them. It ends
-/// once the client is closed and every event was taken.
+/// once the client is closed and every event was taken. Taking a [`ChatEvent::Message`]
+/// records its room position in the store, so after a restart the client resumes after the
+/// last message the application took — not after messages that were still waiting here.
 #[derive(Debug)]
 pub struct Events {
     pub(crate) rx: mpsc::UnboundedReceiver<ChatEvent>,
+    pub(crate) inner: Weak<Inner>,
 }
 
 impl Events {
     /// The next event, or `None` when the client is closed and the stream drained.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut events: chat_sdk::Events) {
+    /// use chat_sdk::ChatEvent;
+    ///
+    /// while let Some(event) = events.recv().await {
+    ///     if let ChatEvent::Message(m) = event {
+    ///         println!("#{} {}", m.seq, m.body);
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub async fn recv(&mut self) -> Option<ChatEvent> {
-        self.rx.recv().await
+        let event = self.rx.recv().await;
+        self.taken(event.as_ref());
+        event
     }
 
     /// The next event if one is ready now.
     pub fn try_recv(&mut self) -> Option<ChatEvent> {
-        self.rx.try_recv().ok()
+        let event = self.rx.try_recv().ok();
+        self.taken(event.as_ref());
+        event
+    }
+
+    /// Persists the position of a message the application took.
+    fn taken(&self, event: Option<&ChatEvent>) {
+        if let (Some(ChatEvent::Message(message)), Some(inner)) = (event, self.inner.upgrade()) {
+            {
+                let mut rooms = crate::inner::lock(&inner.rooms);
+                let view = rooms.entry(message.room.clone()).or_default();
+                view.taken_seq = view.taken_seq.max(message.seq);
+            }
+            if let Err(err) = inner.store.set_last_seq(&message.room, message.seq) {
+                tracing::warn!(error = %err, "could not record the room position");
+            }
+        }
     }
 }

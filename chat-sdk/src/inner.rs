@@ -29,6 +29,8 @@ pub(crate) struct RoomView {
     pub joined: bool,
     /// Last contiguous `seq` handed to the application; `None` before the first join.
     pub last_seq: Option<Seq>,
+    /// Last `seq` the application took from the event stream.
+    pub taken_seq: Seq,
     /// The delivered watermark the server last confirmed for this client.
     pub receipt_sent: Seq,
     /// Every member, as of the last join and `room:member` events.

@@ -237,8 +237,9 @@ fn hand_over(
         inner.emit(ChatEvent::Message(message));
     }
     if handed > 0 {
+        // Only the in-memory position moves here; the stored one moves when the
+        // application takes the message from the stream (see `Events`).
         lock(&inner.rooms).entry(room.clone()).or_default().last_seq = Some(last);
-        inner.store.set_last_seq(room, last)?;
     }
     Ok(handed)
 }

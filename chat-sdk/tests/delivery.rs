@@ -137,3 +137,37 @@ async fn join_since_replays_from_the_asked_seq() {
     assert_exactly_once_in_order(&replay, &bodies[2..], 3);
     assert_eq!(alice.last_seq(&general), Some(5));
 }
+
+#[tokio::test]
+async fn messages_not_taken_before_a_restart_are_handed_over_again() {
+    let server = TestServer::start().await.expect("server starts");
+    let store = server.temp_path("bob.db");
+    let general = room("general");
+    let (alice, mut alice_events) = connect(&server, &server.url(), "alice").await;
+    alice.join(&general).await.expect("alice joins");
+    let bodies: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+    {
+        let (bob, mut bob_events) = builder(&server.url(), server.token("bob"))
+            .store_path(&store)
+            .connect()
+            .await
+            .expect("bob connects");
+        bob.join(&general).await.expect("bob joins");
+        for body in &bodies {
+            alice.send(&general, body.clone()).expect("queued");
+        }
+        // All five reach Bob's stream (his receipt says so); he takes only two.
+        wait_until(&mut alice_events, || bob.last_seq(&general) == Some(5)).await;
+        let taken = collect_messages(&mut bob_events, &general, 2).await;
+        assert_exactly_once_in_order(&taken, &bodies[..2], 1);
+        bob.close().await;
+    }
+    let (bob, mut bob_events) = builder(&server.url(), server.token("bob"))
+        .store_path(&store)
+        .connect()
+        .await
+        .expect("bob reconnects");
+    let again = collect_messages(&mut bob_events, &general, 3).await;
+    assert_exactly_once_in_order(&again, &bodies[2..], 3);
+    bob.close().await;
+}

@@ -298,7 +298,7 @@ async fn state_transitions_across_a_lost_ack() {
         .connect()
         .await
         .expect("alice connects");
-    let (bob, _bob_events) = connect(&server, &server.url(), "bob").await;
+    let (bob, mut bob_events) = connect(&server, &server.url(), "bob").await;
     let general = room("general");
     alice.join(&general).await.expect("alice joins");
     bob.join(&general).await.expect("bob joins");
@@ -326,6 +326,8 @@ async fn state_transitions_across_a_lost_ack() {
                     states.push(value);
                     if delivered && !read_requested {
                         read_requested = true;
+                        // Bob takes the message from his stream, then reads it.
+                        collect_messages(&mut bob_events, &general, 1).await;
                         bob.mark_read(&general).await.expect("bob reads");
                     }
                     if done {
