@@ -32,8 +32,10 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with generous rate limits (tests send fast) and otherwise the
-    /// protocol's defaults.
+    /// Starts a server for tests: generous rate limits (tests send fast), a 200 ms presence
+    /// grace, `durable: false` (no fsync per commit; restarts here are graceful), and
+    /// otherwise the protocol's defaults. Its listener sets `TCP_NODELAY` on accepted
+    /// sockets. Use [`TestServer::start_with`] to change any of it.
     pub async fn start() -> Result<Self, String> {
         Self::start_with(|_| {}).await
     }
