@@ -30,7 +30,7 @@ pub fn builder(url: &str, token: String) -> ClientBuilder {
             max_delay: Duration::from_millis(300),
             ..RetryPolicy::default()
         })
-        .ack_timeout(Duration::from_millis(1500))
+        .ack_timeout(Duration::from_millis(2500))
         .connect_timeout(Duration::from_secs(3))
         .health_interval(Duration::from_millis(500))
 }
