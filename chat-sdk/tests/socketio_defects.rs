@@ -382,3 +382,23 @@ async fn a_token_refused_on_reconnect_is_refreshed_or_reported() {
     let bob_message = without_hook.message(stuck).expect("store").expect("kept");
     assert!(bob_message.state.is_pending());
 }
+
+/// A connection refused for another reason than the token is a typed error too.
+#[tokio::test]
+async fn a_user_over_its_connection_cap_gets_a_typed_refusal() {
+    let server = TestServer::start_with(|config| config.limits.max_connections_per_user = 1)
+        .await
+        .expect("server starts");
+    let (first, _events) = connect(&server, &server.url(), "alice").await;
+    match builder(&server.url(), server.token("alice"))
+        .connect()
+        .await
+    {
+        Err(ConnectError::Refused { code, .. }) => {
+            assert_eq!(code, chat_sdk::chat_protocol::ErrorCode::TooManyConnections)
+        }
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(_) => panic!("a second connection was accepted over the cap"),
+    }
+    first.close().await;
+}
