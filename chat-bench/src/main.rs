@@ -23,7 +23,15 @@ fn main() -> ExitCode {
     }
     let opts = Opts::parse();
     init_logs("chat_bench=info");
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The bench hosts many clients that would each have a process of their own; the SDK's
+    // outbox writes block their thread for an fsync, so more threads than cores keep one
+    // client's fsync from stalling every other client in the process.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 4;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("chat-bench: cannot start the runtime: {e}");
