@@ -16,9 +16,10 @@ pub async fn read(args: RoomArgs) -> Result<(), Fail> {
     let settings = config::resolve(&args.client)?;
     let (client, _events) = connect::connect(&settings).await?;
     let result = async {
-        // Joining catches up, so the read mark covers every stored message.
-        client.join(&args.room).await?;
-        let read = client.mark_read(&args.room).await?;
+        // "Everything" is the room's newest message as of the join, whether or not this
+        // one-shot command took it from the event stream.
+        let joined = client.join(&args.room).await?;
+        let read = client.mark_read_up_to(&args.room, joined.last_seq).await?;
         if args.json {
             out(
                 &json!({"room": args.room, "read_seq": read.read_seq, "updated": read.updated})
