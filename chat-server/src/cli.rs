@@ -1,5 +1,6 @@
 //! The command-line interface of the server, shared by `chat-server` and `chat serve`.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +9,8 @@ use chat_protocol::UserId;
 use clap::{Args, Subcommand};
 
 use crate::config::{Limits, RateLimits, ServerConfig};
+use crate::error::ServeError;
+use crate::Server;
 
 /// Flags of the server.
 #[derive(Args, Clone, Debug)]
@@ -108,4 +111,53 @@ pub enum ServerCommand {
     ///
     /// Example: `CHAT_TOKEN=$(chat-server token alice --ttl 1h)`
     Token(TokenArgs),
+}
+
+/// Runs the server the flags describe: binds, starts, calls `announce` with the address once
+/// connections are accepted, serves until `stop` completes, then shuts down gracefully.
+/// Both `chat-server` and `chat serve` run this.
+pub async fn serve(
+    args: &ServeArgs,
+    stop: impl Future<Output = ()>,
+    announce: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let config = args.config()?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: args.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: args.listen,
+        source,
+    })?;
+    let server = Server::start(listener, config).await?;
+    announce(addr);
+    stop.await;
+    Ok(server.shutdown().await?)
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
 }

@@ -16,6 +16,25 @@ pub enum ServerError {
     Config(String),
 }
 
+/// Running the server from its command-line flags failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// No token secret was given.
+    #[error(transparent)]
+    MissingSecret(#[from] crate::cli::MissingSecret),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed to start or to stop.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -32,5 +32,5 @@ pub mod typing;
 
 pub use auth::mint_token;
 pub use config::{Limits, RateLimits, ServerConfig};
-pub use error::{ServerError, StoreError, TokenError};
+pub use error::{ServeError, ServerError, StoreError, TokenError};
 pub use server::{run, Server};

@@ -3,7 +3,6 @@
 use anyhow::Context;
 use chat_server::cli::{ServeArgs, ServerCommand};
 use clap::Parser;
-use tokio::net::TcpListener;
 
 /// The reference chat server.
 ///
@@ -49,41 +48,11 @@ fn main() -> std::process::ExitCode {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
-    runtime.block_on(async {
-        let listener = TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        let server = chat_server::Server::start(listener, config)
-            .await
-            .context("cannot start the server")?;
-        println!("listening on {addr}");
-        shutdown_signal().await;
-        server.shutdown().await.context("shutdown failed")
-    })
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    runtime.block_on(chat_server::cli::serve(
+        &args,
+        chat_server::cli::shutdown_signal(),
+        |addr| println!("listening on {addr}"),
+    ))?;
+    Ok(())
 }

@@ -16,26 +16,7 @@ use crate::fail::Fail;
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn interrupted() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    chat_server::cli::shutdown_signal().await;
 }
 
 /// Joins `room` unless this outbox file already has: membership is durable on the server,

@@ -1,9 +1,7 @@
 //! `chat serve` and `chat token`: the reference server and its tokens, exactly as the
 //! `chat-server` binary runs them.
 
-use anyhow::Context;
 use chat_server::cli::{ServeArgs, TokenArgs};
-use tokio::net::TcpListener;
 
 use crate::fail::Fail;
 
@@ -13,18 +11,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), Fail> {
     run(args).await.map_err(|e| Fail::usage(format!("{e:#}")))
 }
 
-async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    let server = chat_server::Server::start(listener, config)
-        .await
-        .context("cannot start the server")?;
-    super::out(&format!("listening on {addr}"));
-    super::interrupted().await;
-    server.shutdown().await.context("shutdown failed")
+async fn run(args: ServeArgs) -> Result<(), chat_server::ServeError> {
+    chat_server::cli::serve(&args, super::interrupted(), |addr| {
+        super::out(&format!("listening on {addr}"));
+    })
+    .await
 }
 
 /// Prints a token for the user and nothing else.
