@@ -13,7 +13,8 @@ use chat_protocol::results::{
     DeliveredResult, JoinResult, LeaveResult, PresenceResult, ReadResult, SendResult, SyncResult,
 };
 use chat_protocol::{
-    decode_request, ErrorBody, ErrorCode, Presence, ReceiptUpdate, RoomMember, TypingUpdate, UserId,
+    decode_request, ErrorBody, ErrorCode, Presence, ReceiptUpdate, RoomId, RoomMember,
+    TypingUpdate, UserId,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -278,15 +279,7 @@ async fn delivered(
     user: &UserId,
     request: Receipt,
 ) -> Reply<DeliveredResult> {
-    let marks = app
-        .store
-        .mark_delivered(&request.room, user, request.up_to_seq)
-        .await
-        .map_err(|e| e.to_wire())?;
-    let Membership::Member(marks) = marks else {
-        return Err(forbidden(&request.room));
-    };
-    announce_receipt(io, &request, user, marks);
+    let marks = move_watermark(app, io, user, &request, false).await?;
     Ok(DeliveredResult {
         delivered_seq: marks.delivered_seq,
     })
@@ -299,19 +292,32 @@ async fn read(
     user: &UserId,
     request: Receipt,
 ) -> Reply<ReadResult> {
-    let marks = app
-        .store
-        .mark_read(&request.room, user, request.up_to_seq)
-        .await
-        .map_err(|e| e.to_wire())?;
-    let Membership::Member(marks) = marks else {
-        return Err(forbidden(&request.room));
-    };
-    announce_receipt(io, &request, user, marks);
+    let marks = move_watermark(app, io, user, &request, true).await?;
     Ok(ReadResult {
         read_seq: marks.read_seq,
         updated: marks.read_moved_by,
     })
+}
+
+/// Moves `user`'s delivered (or read) watermark and tells the room when it moved.
+async fn move_watermark(
+    app: &AppState,
+    io: &SocketIo,
+    user: &UserId,
+    request: &Receipt,
+    read: bool,
+) -> Reply<crate::store::Watermarks> {
+    let (room, up_to) = (&request.room, request.up_to_seq);
+    let marks = if read {
+        app.store.mark_read(room, user, up_to).await
+    } else {
+        app.store.mark_delivered(room, user, up_to).await
+    };
+    let Membership::Member(marks) = marks.map_err(|e| e.to_wire())? else {
+        return Err(forbidden(room));
+    };
+    announce_receipt(io, request, user, marks);
+    Ok(marks)
 }
 
 fn announce_receipt(
@@ -336,6 +342,20 @@ fn announce_receipt(
     }
 }
 
+/// `forbidden` unless `user` is a member of `room`.
+async fn require_member(app: &AppState, room: &RoomId, user: &UserId) -> Reply<()> {
+    if app
+        .store
+        .is_member(room, user)
+        .await
+        .map_err(|e| e.to_wire())?
+    {
+        Ok(())
+    } else {
+        Err(forbidden(room))
+    }
+}
+
 /// Emits a typing change to the room, except to `typer` (the socket that typed).
 fn announce_typing(io: &SocketIo, update: &TypingUpdate, typer: Sid) {
     let key = room_key(&update.room);
@@ -356,14 +376,7 @@ async fn typing_start(
     user: &UserId,
     request: RoomRequest,
 ) -> Reply<LeaveResult> {
-    if !app
-        .store
-        .is_member(&request.room, user)
-        .await
-        .map_err(|e| e.to_wire())?
-    {
-        return Err(forbidden(&request.room));
-    }
+    require_member(app, &request.room, user).await?;
     let (started, generation) = app.typing.start(&request.room, user, socket.id);
     if started {
         let update = TypingUpdate {
@@ -395,14 +408,7 @@ async fn typing_stop(
     user: &UserId,
     request: RoomRequest,
 ) -> Reply<LeaveResult> {
-    if !app
-        .store
-        .is_member(&request.room, user)
-        .await
-        .map_err(|e| e.to_wire())?
-    {
-        return Err(forbidden(&request.room));
-    }
+    require_member(app, &request.room, user).await?;
     if app.typing.stop(&request.room, user) {
         let update = TypingUpdate {
             room: request.room,
