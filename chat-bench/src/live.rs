@@ -151,6 +151,18 @@ impl ClientRecord {
             .record(now.saturating_sub(stamp.actual_us).max(1));
     }
 
+    /// Stamps message `number`, due at `due`, as leaving now, and counts it as sent.
+    pub fn stamp(&mut self, live: &Live, due: tokio::time::Instant, number: u64) -> Stamp {
+        let intended = due.into_std().saturating_duration_since(live.epoch());
+        self.sent(live, number);
+        Stamp {
+            sender: self.index,
+            number,
+            intended_us: u64::try_from(intended.as_micros()).unwrap_or(u64::MAX),
+            actual_us: live.now_us(),
+        }
+    }
+
     /// A message of this client was sent.
     pub fn sent(&mut self, live: &Live, number: u64) {
         self.log.sent.insert(number);

@@ -161,14 +161,7 @@ impl RawClient {
                     None => break,
                 },
                 _ = tokio::time::sleep_until(next.unwrap_or(schedule.end)), if next.is_some() => {
-                    let intended = next.map(|at| at.into_std().saturating_duration_since(live.epoch())).unwrap_or_default();
-                    let stamp = Stamp {
-                        sender: self.index,
-                        number,
-                        intended_us: u64::try_from(intended.as_micros()).unwrap_or(u64::MAX),
-                        actual_us: live.now_us(),
-                    };
-                    record.sent(&live, number);
+                    let stamp = record.stamp(&live, next.unwrap_or(schedule.end), number);
                     let request = json!({
                         "room": room,
                         "client_id": uuid::Uuid::new_v4().to_string(),
