@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::BenchError;
 use crate::live::{ClientRecord, Live};
-use crate::schedule::Schedule;
+use crate::schedule::Due;
 use crate::sdk::room_name;
 use crate::stamp::Stamp;
 
@@ -133,13 +133,11 @@ impl RawClient {
         mut self,
         live: Arc<Live>,
         room_of: Arc<Vec<u32>>,
-        schedule: Schedule,
+        mut due: mpsc::UnboundedReceiver<Due>,
         mut finish: watch::Receiver<bool>,
     ) -> ClientRecord {
         let mut record = ClientRecord::new(self.index, self.room);
         let room = self.room_id.clone();
-        let mut number = 0;
-        let mut next = schedule.due(0);
         let mut opened = 1u64; // the first open was awaited in `connect`
         loop {
             tokio::select! {
@@ -160,8 +158,8 @@ impl RawClient {
                     }
                     None => break,
                 },
-                _ = tokio::time::sleep_until(next.unwrap_or(schedule.end)), if next.is_some() => {
-                    let stamp = record.stamp(&live, next.unwrap_or(schedule.end), number);
+                Some((number, at)) = due.recv() => {
+                    let stamp = record.stamp(&live, at, number);
                     let request = json!({
                         "room": room,
                         "client_id": uuid::Uuid::new_v4().to_string(),
@@ -171,8 +169,6 @@ impl RawClient {
                         Ok(()) => record.acked(&live, number, stamp.actual_us),
                         Err(_) => record.failed(&live, number),
                     }
-                    number += 1;
-                    next = schedule.due(number);
                 }
             }
         }

@@ -239,19 +239,23 @@ async fn run_once(
     let start = Instant::now() + Duration::from_millis(200);
     let end = start + opts.duration;
     let (finish, finished) = watch::channel(false);
+    let schedules: Vec<Schedule> = connected
+        .iter()
+        .map(|_| Schedule {
+            start,
+            end,
+            phase: interval.mul_f64(rng.random::<f64>()),
+            interval,
+        })
+        .collect();
     let tasks: Vec<_> = connected
         .into_iter()
-        .map(|client| {
-            let schedule = Schedule {
-                start,
-                end,
-                phase: interval.mul_f64(rng.random::<f64>()),
-                interval,
-            };
+        .zip(crate::schedule::pace(&schedules))
+        .map(|(client, due)| {
             let (live, room_of, finished) = (live.clone(), room_of.clone(), finished.clone());
             match client {
-                Connected::Sdk(c) => tokio::spawn(c.run(live, room_of, schedule, finished)),
-                Connected::Raw(c) => tokio::spawn(c.run(live, room_of, schedule, finished)),
+                Connected::Sdk(c) => tokio::spawn(c.run(live, room_of, due, finished)),
+                Connected::Raw(c) => tokio::spawn(c.run(live, room_of, due, finished)),
             }
         })
         .collect();

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use chat_protocol::{ClientId, RoomId};
 use chat_sdk::{ChatEvent, Client, ConnectionState, Events, MessageState, RetryPolicy};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::error::BenchError;
 use crate::live::{ClientRecord, Live};
-use crate::schedule::Schedule;
+use crate::schedule::Due;
 use crate::stamp::Stamp;
 
 /// A connected SDK client that joined its room.
@@ -75,13 +75,11 @@ impl SdkClient {
         mut self,
         live: Arc<Live>,
         room_of: Arc<Vec<u32>>,
-        schedule: Schedule,
+        mut due: mpsc::UnboundedReceiver<Due>,
         mut finish: watch::Receiver<bool>,
     ) -> ClientRecord {
         let mut record = ClientRecord::new(self.index, self.room);
         let mut in_flight: HashMap<ClientId, (u64, u64)> = HashMap::new();
-        let mut number = 0;
-        let mut next = schedule.due(0);
         let mut down_since: Option<u64> = None;
         let mut sample = tokio::time::interval(Duration::from_millis(100));
         loop {
@@ -92,8 +90,8 @@ impl SdkClient {
                     Some(event) => self.handle(event, &live, &room_of, &mut record, &mut in_flight, &mut down_since),
                     None => break,
                 },
-                _ = tokio::time::sleep_until(next.unwrap_or(schedule.end)), if next.is_some() => {
-                    let stamp = record.stamp(&live, next.unwrap_or(schedule.end), number);
+                Some((number, at)) = due.recv() => {
+                    let stamp = record.stamp(&live, at, number);
                     match self.client.send(&self.room_id, stamp.encode()) {
                         Ok(id) => {
                             in_flight.insert(id, (number, stamp.actual_us));
@@ -103,8 +101,6 @@ impl SdkClient {
                             record.failed(&live, number);
                         }
                     }
-                    number += 1;
-                    next = schedule.due(number);
                 }
                 _ = sample.tick() => {
                     if let Ok(depth) = self.client.outbox_depth() {

@@ -23,6 +23,7 @@ use crate::inner::{lock, Inner};
 use crate::outbox;
 use crate::session;
 use crate::state::{ConnectionState, MessageState, Milestone, OutgoingMessage};
+use crate::status;
 use crate::store::Store;
 use crate::supervisor;
 use crate::transport::{SocketIoTransport, Transport};
@@ -237,6 +238,9 @@ impl ClientBuilder {
                 view.last_seq = stored.last_seq;
                 view.taken_seq = stored.last_seq.unwrap_or(0);
             }
+        }
+        for message in inner.store.awaiting_receipts()? {
+            status::track(&inner, &message.room, message.client_id, &message.state);
         }
         let events = Events {
             rx,
@@ -632,7 +636,13 @@ impl Client {
     /// [`Client::outbox`] until pruned, so their delivered/read progress can be followed.
     /// Returns how many were removed.
     pub fn prune_acknowledged(&self) -> Result<usize, StoreError> {
-        self.inner().store.prune_acknowledged()
+        let inner = self.inner();
+        let _guard = lock(&inner.status_lock);
+        for view in lock(&inner.rooms).values_mut() {
+            view.awaiting_delivery.clear();
+            view.awaiting_read.clear();
+        }
+        inner.store.prune_acknowledged()
     }
 
     /// One message of the outbox.

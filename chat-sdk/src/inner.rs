@@ -4,11 +4,11 @@
 //! and the public [`Client`](crate::Client) methods all reach the store, the current
 //! connection and the event stream through it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chat_protocol::{RoomId, Seq, UserId};
+use chat_protocol::{ClientId, MessageId, RoomId, Seq, UserId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -37,6 +37,19 @@ pub(crate) struct RoomView {
     pub members: BTreeSet<UserId>,
     /// Each member's (delivered, read) watermarks.
     pub watermarks: HashMap<UserId, (Seq, Seq)>,
+    /// This client's acknowledged messages that receipts can still move on, by `seq`:
+    /// `Sent` ones wait for the delivered watermark, `Delivered` ones for the read one.
+    /// Kept here so a receipt costs no store query.
+    pub awaiting_delivery: BTreeMap<Seq, AwaitingReceipt>,
+    /// See `awaiting_delivery`.
+    pub awaiting_read: BTreeMap<Seq, AwaitingReceipt>,
+}
+
+/// An acknowledged message of this client that receipts can still move on.
+#[derive(Clone, Debug)]
+pub(crate) struct AwaitingReceipt {
+    pub client_id: ClientId,
+    pub id: MessageId,
 }
 
 pub(crate) struct Inner {

@@ -178,15 +178,12 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
         match chat_protocol::decode_ack::<SendResult>(answer) {
             Ok(result) => {
                 backoff = inner.config.retry.backoff();
-                transition(
-                    inner,
-                    &message,
-                    MessageState::Sent {
-                        id: result.id,
-                        seq: result.seq,
-                    },
-                    None,
-                )?;
+                let sent = MessageState::Sent {
+                    id: result.id,
+                    seq: result.seq,
+                };
+                transition(inner, &message, sent.clone(), None)?;
+                status::track(inner, &message.room, message.client_id, &sent);
                 status::refresh_room(inner, &message.room)?;
             }
             Err(AckError::Refused(error)) => match error.code {

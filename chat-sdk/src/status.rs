@@ -7,11 +7,13 @@
 //! and `room:member` events. A room with no other member makes every message delivered and
 //! read at once: nobody else is waiting for it.
 
-use chat_protocol::{RoomId, Seq};
+use std::collections::BTreeMap;
+
+use chat_protocol::{ClientId, RoomId, Seq};
 
 use crate::error::StoreError;
-use crate::inner::{lock, Inner};
-use crate::outbox::transition;
+use crate::event::ChatEvent;
+use crate::inner::{lock, AwaitingReceipt, Inner};
 use crate::state::MessageState;
 
 /// The lowest (delivered, read) watermark among the other members of `room`, if the room
@@ -33,31 +35,86 @@ fn others_floor(inner: &Inner, room: &RoomId) -> Option<(Seq, Seq)> {
     Some(floor)
 }
 
+/// Remembers an acknowledged message of this client (`Sent` or `Delivered`) so receipts
+/// can move it on.
+pub(crate) fn track(inner: &Inner, room: &RoomId, client_id: ClientId, state: &MessageState) {
+    let mut rooms = lock(&inner.rooms);
+    let view = rooms.entry(room.clone()).or_default();
+    match state {
+        MessageState::Sent { id, seq } => {
+            let id = id.clone();
+            view.awaiting_delivery
+                .insert(*seq, AwaitingReceipt { client_id, id });
+        }
+        MessageState::Delivered { id, seq } => {
+            let id = id.clone();
+            view.awaiting_read
+                .insert(*seq, AwaitingReceipt { client_id, id });
+        }
+        _ => {}
+    }
+}
+
+/// Removes and returns the entries of `map` at or below `up_to`, in `seq` order.
+fn take_up_to(
+    map: &mut BTreeMap<Seq, AwaitingReceipt>,
+    up_to: Seq,
+) -> BTreeMap<Seq, AwaitingReceipt> {
+    match up_to.checked_add(1) {
+        Some(first_kept) => {
+            let kept = map.split_off(&first_kept);
+            std::mem::replace(map, kept)
+        }
+        None => std::mem::take(map),
+    }
+}
+
 /// Moves the sent messages of `room` forward to `Delivered` or `Read` as the watermarks
-/// allow. States never move back.
+/// allow, in one store transaction. States never move back. Each receipt costs only the
+/// messages it moves.
 pub(crate) fn refresh_room(inner: &Inner, room: &RoomId) -> Result<(), StoreError> {
     let Some((delivered, read)) = others_floor(inner, room) else {
         return Ok(());
     };
     let _guard = lock(&inner.status_lock);
-    for message in inner.store.sent_to_advance(room, delivered, read)? {
-        let Some(seq) = message.state.seq() else {
-            continue;
+    let mut moves = Vec::new();
+    {
+        let mut rooms = lock(&inner.rooms);
+        let Some(view) = rooms.get_mut(room) else {
+            return Ok(());
         };
-        let id = match &message.state {
-            MessageState::Sent { id, .. } | MessageState::Delivered { id, .. } => id.clone(),
-            _ => continue,
-        };
-        let next = if read >= seq {
-            MessageState::Read { id, seq }
-        } else if delivered >= seq {
-            MessageState::Delivered { id, seq }
-        } else {
-            continue;
-        };
-        if next.rank() > message.state.rank() {
-            transition(inner, &message, next, None)?;
+        // Read implies delivered: whatever the read watermark passed is read at once.
+        let read_now = take_up_to(&mut view.awaiting_read, read)
+            .into_iter()
+            .chain(take_up_to(&mut view.awaiting_delivery, read));
+        for (seq, waiting) in read_now {
+            moves.push((
+                waiting.client_id,
+                MessageState::Read {
+                    id: waiting.id,
+                    seq,
+                },
+            ));
         }
+        for (seq, waiting) in take_up_to(&mut view.awaiting_delivery, delivered) {
+            let state = MessageState::Delivered {
+                id: waiting.id.clone(),
+                seq,
+            };
+            moves.push((waiting.client_id, state));
+            view.awaiting_read.insert(seq, waiting);
+        }
+    }
+    if moves.is_empty() {
+        return Ok(());
+    }
+    inner.store.set_states(&moves)?;
+    for (client_id, state) in moves {
+        inner.emit(ChatEvent::Status {
+            client_id,
+            room: room.clone(),
+            state,
+        });
     }
     Ok(())
 }

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq        INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, position);
-CREATE INDEX IF NOT EXISTS outbox_room_seq ON outbox (room, kind, seq);
+-- Receipts are matched in memory: no index on seq (each one costs a write per state change).
+DROP INDEX IF EXISTS outbox_room_seq;
 CREATE TABLE IF NOT EXISTS rooms (
     room      TEXT PRIMARY KEY,
     joined    INTEGER NOT NULL,
@@ -133,29 +134,42 @@ impl Store {
         capacity: usize,
     ) -> Result<bool, StoreError> {
         let mut conn = self.lock();
+        // This commit is the promise `send` makes, so it alone waits for the disk; the
+        // fsync also covers the earlier NORMAL commits in the same log.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let inserted = Self::insert_within_capacity(&mut conn, message, capacity);
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        inserted
+    }
+
+    fn insert_within_capacity(
+        conn: &mut rusqlite::Connection,
+        message: &OutgoingMessage,
+        capacity: usize,
+    ) -> Result<bool, StoreError> {
         let tx = conn.transaction()?;
-        let unsent: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE kind IN ('queued', 'sending', 'failed')",
-            [],
-            |row| row.get(0),
-        )?;
+        let unsent: i64 = tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM outbox WHERE kind IN ('queued', 'sending', 'failed')",
+            )?
+            .query_row([], |row| row.get(0))?;
         if usize::try_from(unsent).unwrap_or(usize::MAX) >= capacity {
             return Ok(false);
         }
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO outbox (client_id, room, body, reply_to, queued_at, attempts, kind, state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                message.client_id.to_string(),
-                message.room.as_str(),
-                message.body,
-                message.reply_to.map(seq_to_sql),
-                message.queued_at,
-                message.attempts,
-                message.state.name(),
-                serde_json::to_string(&message.state).map_err(corrupt)?,
-            ],
-        )?;
+        )?
+        .execute(params![
+            message.client_id.to_string(),
+            message.room.as_str(),
+            message.body,
+            message.reply_to.map(seq_to_sql),
+            message.queued_at,
+            message.attempts,
+            message.state.name(),
+            serde_json::to_string(&message.state).map_err(corrupt)?,
+        ])?;
         tx.commit()?;
         Ok(true)
     }
@@ -184,11 +198,10 @@ impl Store {
     pub(crate) fn next_pending(&self) -> Result<Option<OutgoingMessage>, StoreError> {
         let conn = self.lock();
         let row = conn
-            .query_row(
+            .prepare_cached(
                 "SELECT * FROM outbox WHERE kind IN ('queued', 'sending') ORDER BY position LIMIT 1",
-                [],
-                row_to_message,
-            )
+            )?
+            .query_row([], row_to_message)
             .optional()?;
         row.transpose()
     }
@@ -197,11 +210,8 @@ impl Store {
     pub(crate) fn get(&self, id: ClientId) -> Result<Option<OutgoingMessage>, StoreError> {
         let conn = self.lock();
         let row = conn
-            .query_row(
-                "SELECT * FROM outbox WHERE client_id = ?1",
-                params![id.to_string()],
-                row_to_message,
-            )
+            .prepare_cached("SELECT * FROM outbox WHERE client_id = ?1")?
+            .query_row(params![id.to_string()], row_to_message)
             .optional()?;
         row.transpose()
     }
@@ -214,27 +224,40 @@ impl Store {
         rows.map(|row| row?).collect()
     }
 
-    /// Acknowledged messages of a room that the watermarks move on: sent ones at or below
-    /// `delivered`, sent or delivered ones at or below `read`. Indexed, so a receipt costs
-    /// only the rows it changes.
-    pub(crate) fn sent_to_advance(
-        &self,
-        room: &RoomId,
-        delivered: Seq,
-        read: Seq,
-    ) -> Result<Vec<OutgoingMessage>, StoreError> {
+    /// Every acknowledged message not yet read (`Sent` or `Delivered`), in queue order.
+    pub(crate) fn awaiting_receipts(&self) -> Result<Vec<OutgoingMessage>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT * FROM outbox WHERE room = ?1 AND kind = 'sent' AND seq <= ?2
-             UNION
-             SELECT * FROM outbox WHERE room = ?1 AND kind IN ('sent', 'delivered') AND seq <= ?3
-             ORDER BY position",
+        let mut stmt = conn.prepare(
+            "SELECT * FROM outbox WHERE kind IN ('sent', 'delivered') ORDER BY position",
         )?;
-        let rows = stmt.query_map(
-            params![room.as_str(), seq_to_sql(delivered), seq_to_sql(read)],
-            row_to_message,
-        )?;
+        let rows = stmt.query_map([], row_to_message)?;
         rows.map(|row| row?).collect()
+    }
+
+    /// Sets the state of several acknowledged messages in one transaction (a receipt moves
+    /// a run of them at once). Messages no longer in the outbox are skipped.
+    pub(crate) fn set_states(
+        &self,
+        changes: &[(ClientId, MessageState)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1",
+            )?;
+            for (id, state) in changes {
+                let json = serde_json::to_string(state).map_err(corrupt)?;
+                stmt.execute(params![
+                    id.to_string(),
+                    state.name(),
+                    json,
+                    state.seq().map(seq_to_sql)
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Sets a message's state (and attempt count, when given). Returns false if the message
@@ -249,14 +272,16 @@ impl Store {
         let json = serde_json::to_string(state).map_err(corrupt)?;
         let seq = state.seq().map(seq_to_sql);
         let changed = match attempts {
-            Some(n) => conn.execute(
-                "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4, attempts = ?5 WHERE client_id = ?1",
-                params![id.to_string(), state.name(), json, seq, n],
-            )?,
-            None => conn.execute(
-                "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1",
-                params![id.to_string(), state.name(), json, seq],
-            )?,
+            Some(n) => conn
+                .prepare_cached(
+                    "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4, attempts = ?5 WHERE client_id = ?1",
+                )?
+                .execute(params![id.to_string(), state.name(), json, seq, n])?,
+            None => conn
+                .prepare_cached(
+                    "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1",
+                )?
+                .execute(params![id.to_string(), state.name(), json, seq])?,
         };
         Ok(changed > 0)
     }
@@ -316,11 +341,11 @@ impl Store {
     /// Records the last contiguous `seq` handed to the application for a room.
     pub(crate) fn set_last_seq(&self, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
         let conn = self.lock();
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, 0, ?2)
              ON CONFLICT (room) DO UPDATE SET last_seq = MAX(COALESCE(last_seq, 0), excluded.last_seq)",
-            params![room.as_str(), seq_to_sql(seq)],
-        )?;
+        )?
+        .execute(params![room.as_str(), seq_to_sql(seq)])?;
         Ok(())
     }
 }
@@ -383,18 +408,9 @@ mod tests {
         assert!(store
             .insert(&message("r", MessageState::Queued), 1)
             .expect("insert"));
-        assert_eq!(
-            store.sent_to_advance(&a.room, 1, 0).expect("query").len(),
-            1
-        );
-        assert_eq!(
-            store.sent_to_advance(&a.room, 0, 1).expect("query").len(),
-            1
-        );
-        assert!(store
-            .sent_to_advance(&a.room, 0, 0)
-            .expect("query")
-            .is_empty());
+        let awaiting = store.awaiting_receipts().expect("query");
+        assert_eq!(awaiting.len(), 1);
+        assert_eq!(awaiting[0].client_id, a.client_id);
     }
 
     #[test]
