@@ -26,7 +26,7 @@ use crate::state::{ConnectionState, MessageState, Milestone, OutgoingMessage};
 use crate::status;
 use crate::store::Store;
 use crate::supervisor;
-use crate::transport::{SocketIoTransport, Transport};
+use crate::transport::{Transport, WebSocketTransport};
 use crate::typing;
 
 /// Where the client keeps its outbox and room positions.
@@ -104,7 +104,7 @@ impl ClientBuilder {
             health_interval: config::DEFAULT_HEALTH_INTERVAL,
             outbox_capacity: config::DEFAULT_OUTBOX_CAPACITY,
             ttl: None,
-            transport: Arc::new(SocketIoTransport),
+            transport: Arc::new(WebSocketTransport),
             inbound_capacity: config::DEFAULT_INBOUND_CAPACITY,
         }
     }
@@ -195,7 +195,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Replaces the transport (default [`SocketIoTransport`]).
+    /// Replaces the transport (default [`WebSocketTransport`]; [`SocketIoTransport`](crate::SocketIoTransport) is the rust_socketio one).
     pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
         self.transport = transport;
         self

@@ -75,4 +75,4 @@ pub use event::{ChatEvent, Events};
 pub use state::{
     ConnectionState, DisconnectReason, FailureReason, MessageState, Milestone, OutgoingMessage,
 };
-pub use transport::{Connection, SocketIoTransport, Transport};
+pub use transport::{Connection, SocketIoTransport, Transport, WebSocketTransport};

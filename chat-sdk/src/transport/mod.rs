@@ -13,10 +13,13 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::error::TransportError;
+use chat_protocol::ErrorCode;
 
 pub mod socketio;
+pub mod websocket;
 
 pub use socketio::SocketIoTransport;
+pub use websocket::WebSocketTransport;
 
 /// What a connection attempt needs.
 #[derive(Clone, Debug)]
@@ -60,10 +63,10 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
 /// One live connection. Dropping it does not close it: call [`Connection::close`].
 #[async_trait]
 pub trait Connection: Send + Sync + std::fmt::Debug {
-    /// Sends `event` with an ack and returns the ack's argument. At most one request is in
-    /// flight per connection: concurrent callers wait their turn in arrival order. When no
-    /// ack arrives within the ack timeout the connection is closed and
-    /// [`TransportError::AckTimeout`] returned.
+    /// Sends `event` with an ack and returns the ack's argument. Requests go on the wire in
+    /// the order they are made; a transport may keep several in flight (the server answers
+    /// one socket's requests in arrival order) or only one. When no ack arrives within the
+    /// ack timeout the connection is closed and [`TransportError::AckTimeout`] returned.
     async fn request(&self, event: &str, payload: Value) -> Result<Value, TransportError>;
 
     /// Sends `event` without an ack (volatile: lost if the link is down).
@@ -117,5 +120,36 @@ impl DeathSignal {
             Err(_) => "closed".to_owned(),
         };
         reason
+    }
+}
+
+/// Reads the code and text out of a `CONNECT_ERROR` frame's data:
+/// `{"message": "unauthorized"}` or `{"message": ..., "data": {"code": ..., "message": ...}}`.
+pub(crate) fn parse_connect_error(data: &str) -> TransportError {
+    let value: Value = serde_json::from_str(data).unwrap_or(Value::String(data.to_owned()));
+    let message = value
+        .get("message")
+        .and_then(Value::as_str)
+        .or_else(|| value.as_str())
+        .unwrap_or("")
+        .to_owned();
+    let data_code = value
+        .get("data")
+        .and_then(|d| d.get("code"))
+        .and_then(Value::as_str)
+        .map(ErrorCode::from_wire);
+    let code = match (ErrorCode::from_wire(&message), data_code) {
+        (ErrorCode::Unknown, Some(code)) => code,
+        (code, _) => code,
+    };
+    let text = value
+        .get("data")
+        .and_then(|d| d.get("message"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| message.clone());
+    TransportError::Refused {
+        code,
+        message: text,
     }
 }

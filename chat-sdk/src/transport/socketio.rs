@@ -26,9 +26,8 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::{ConnectRequest, Connection, DeathSignal, Inbound, Transport};
+use super::{parse_connect_error, ConnectRequest, Connection, DeathSignal, Inbound, Transport};
 use crate::error::TransportError;
-use chat_protocol::ErrorCode;
 
 /// The text rust_socketio puts before the data of a Socket.IO `CONNECT_ERROR` packet.
 const CONNECT_ERROR_PREFIX: &str = "Received an ConnectError frame: ";
@@ -72,37 +71,6 @@ fn payload_value(payload: Payload) -> Value {
         Payload::Binary(bytes) => Value::String(format!("<{} binary bytes>", bytes.len())),
         #[allow(deprecated)]
         Payload::String(text) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    }
-}
-
-/// Reads the code and text out of a `CONNECT_ERROR` frame's data:
-/// `{"message": "unauthorized"}` or `{"message": ..., "data": {"code": ..., "message": ...}}`.
-fn parse_connect_error(data: &str) -> TransportError {
-    let value: Value = serde_json::from_str(data).unwrap_or(Value::String(data.to_owned()));
-    let message = value
-        .get("message")
-        .and_then(Value::as_str)
-        .or_else(|| value.as_str())
-        .unwrap_or("")
-        .to_owned();
-    let data_code = value
-        .get("data")
-        .and_then(|d| d.get("code"))
-        .and_then(Value::as_str)
-        .map(ErrorCode::from_wire);
-    let code = match (ErrorCode::from_wire(&message), data_code) {
-        (ErrorCode::Unknown, Some(code)) => code,
-        (code, _) => code,
-    };
-    let text = value
-        .get("data")
-        .and_then(|d| d.get("message"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| message.clone());
-    TransportError::Refused {
-        code,
-        message: text,
     }
 }
 
@@ -325,6 +293,7 @@ impl Connection for SioConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat_protocol::ErrorCode;
 
     #[test]
     fn connect_error_codes_are_read_from_message_or_data() {

@@ -1,0 +1,428 @@
+//! A lean [`Transport`]: Socket.IO 5 over Engine.IO 4, WebSocket only, on tokio-tungstenite.
+//!
+//! It exists for speed. Requests are pipelined: each gets its own ack id, so several can be
+//! in flight on one connection, and the server (which answers one socket's requests in the
+//! order they arrive) keeps them in order. Frames queued together go out in one write. It
+//! speaks only what this protocol needs: the default namespace, JSON (no binary
+//! attachments), server pings answered at once, and a heartbeat deadline of
+//! `pingInterval + pingTimeout` after which a silent link counts as dead.
+//!
+//! Like every transport here it never reconnects: a broken connection reports
+//! [`Connection::closed`] and the client's supervisor makes a new one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::{parse_connect_error, ConnectRequest, Connection, DeathSignal, Inbound, Transport};
+use crate::error::TransportError;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long closing may take before the socket is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Heartbeat used when the server's handshake names none (Engine.IO's defaults).
+const DEFAULT_PING_INTERVAL_MS: u64 = 25_000;
+const DEFAULT_PING_TIMEOUT_MS: u64 = 20_000;
+
+/// The pipelining WebSocket transport.
+///
+/// ```
+/// use std::sync::Arc;
+/// use chat_sdk::{Client, WebSocketTransport};
+///
+/// let builder = Client::builder("http://127.0.0.1:3000", "token")
+///     .transport(Arc::new(WebSocketTransport));
+/// # drop(builder);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WebSocketTransport;
+
+/// `http://host:port[/path]` → `ws://host:port/socket.io/?EIO=4&transport=websocket`.
+fn websocket_url(url: &str) -> Result<String, TransportError> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| TransportError::Unreachable(format!("not a URL: {url}")))?;
+    let scheme = match scheme {
+        "http" | "ws" => "ws",
+        other => {
+            return Err(TransportError::Unreachable(format!(
+                "the WebSocket transport speaks http:// and ws:// only, not {other}://"
+            )))
+        }
+    };
+    let (authority, path) = match rest.split_once('/') {
+        Some((authority, path)) => (authority, path.split('?').next().unwrap_or("")),
+        None => (rest, ""),
+    };
+    let path = path.trim_end_matches('/');
+    let path = if path.is_empty() { "socket.io" } else { path };
+    Ok(format!(
+        "{scheme}://{authority}/{path}/?EIO=4&transport=websocket"
+    ))
+}
+
+/// The heartbeat deadline from an Engine.IO `OPEN` packet's JSON.
+fn heartbeat_from_open(open: &str) -> Result<Duration, TransportError> {
+    let value: Value = serde_json::from_str(open)
+        .map_err(|e| TransportError::Unreachable(format!("bad Engine.IO open packet: {e}")))?;
+    let field =
+        |name: &str, default: u64| value.get(name).and_then(Value::as_u64).unwrap_or(default);
+    Ok(Duration::from_millis(
+        field("pingInterval", DEFAULT_PING_INTERVAL_MS)
+            + field("pingTimeout", DEFAULT_PING_TIMEOUT_MS),
+    ))
+}
+
+/// A Socket.IO packet after its type: optional ack id digits, then a JSON array.
+fn split_ack_id(data: &str) -> (Option<u64>, &str) {
+    let digits = data.bytes().take_while(u8::is_ascii_digit).count();
+    let (id, rest) = data.split_at(digits);
+    (id.parse().ok(), rest)
+}
+
+/// Reads text frames until one arrives, answering pings; `None` on a closed socket.
+async fn next_text(socket: &mut Socket) -> Result<String, TransportError> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Frame::Text(text))) if text.as_str() == "2" => {
+                socket
+                    .send(Frame::text("3"))
+                    .await
+                    .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+            }
+            Some(Ok(Frame::Text(text))) => return Ok(text.as_str().to_owned()),
+            Some(Ok(Frame::Close(_))) | None => {
+                return Err(TransportError::Closed(
+                    "server closed the connection".into(),
+                ))
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(TransportError::Unreachable(e.to_string())),
+        }
+    }
+}
+
+/// Opens the socket and completes both handshakes; returns it and the heartbeat deadline.
+async fn handshake(request: &ConnectRequest) -> Result<(Socket, Duration), TransportError> {
+    let url = websocket_url(&request.url)?;
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+    let open = next_text(&mut socket).await?;
+    let heartbeat = match open.strip_prefix('0') {
+        Some(json) => heartbeat_from_open(json)?,
+        None => {
+            return Err(TransportError::Unreachable(format!(
+                "expected an Engine.IO open packet, got {open:?}"
+            )))
+        }
+    };
+    socket
+        .send(Frame::text(format!("40{}", request.auth)))
+        .await
+        .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+    loop {
+        let packet = next_text(&mut socket).await?;
+        if packet.starts_with("40") {
+            return Ok((socket, heartbeat));
+        }
+        if let Some(data) = packet.strip_prefix("44") {
+            return Err(parse_connect_error(data));
+        }
+        // Anything else before CONNECT (there should be nothing) is ignored.
+    }
+}
+
+#[async_trait]
+impl Transport for WebSocketTransport {
+    async fn connect(
+        &self,
+        request: ConnectRequest,
+    ) -> Result<(Arc<dyn Connection>, mpsc::Receiver<Inbound>), TransportError> {
+        let (socket, heartbeat) =
+            tokio::time::timeout(request.connect_timeout, handshake(&request))
+                .await
+                .map_err(|_| TransportError::ConnectTimeout(request.connect_timeout))??;
+        let (inbound_tx, inbound_rx) = mpsc::channel(request.inbound_capacity.max(1));
+        let (outgoing_tx, outgoing_rx) = mpsc::unbounded_channel();
+        let connection = Arc::new(WsConnection {
+            outgoing: outgoing_tx,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            death: DeathSignal::new(),
+            ack_timeout: request.ack_timeout,
+            closing: AtomicBool::new(false),
+        });
+        let (sink, stream) = socket.split();
+        tokio::spawn(write_loop(connection.clone(), sink, outgoing_rx));
+        tokio::spawn(read_loop(connection.clone(), stream, inbound_tx, heartbeat));
+        Ok((connection, inbound_rx))
+    }
+}
+
+/// One WebSocket connection.
+struct WsConnection {
+    /// Frames for the writer task, in send order.
+    outgoing: mpsc::UnboundedSender<Frame>,
+    /// Requests waiting for their ack, by ack id.
+    pending: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
+    next_id: AtomicU64,
+    death: DeathSignal,
+    ack_timeout: Duration,
+    closing: AtomicBool,
+}
+
+impl std::fmt::Debug for WsConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsConnection")
+            .field("closed", &self.death.reason())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsConnection {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Value>>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Marks the connection dead and fails every request still waiting.
+    fn kill(&self, reason: &str) {
+        if self.death.kill(reason) {
+            // Dropping the senders wakes each waiting request with the death reason.
+            self.pending().clear();
+        }
+    }
+
+    fn send_frame(&self, frame: String) -> Result<(), TransportError> {
+        if let Some(reason) = self.death.reason() {
+            return Err(TransportError::Closed(reason));
+        }
+        self.outgoing
+            .send(Frame::text(frame))
+            .map_err(|_| TransportError::Closed("writer stopped".into()))
+    }
+}
+
+/// `["event",payload]` as JSON text.
+fn event_array(event: &str, payload: Value) -> String {
+    Value::Array(vec![Value::String(event.to_owned()), payload]).to_string()
+}
+
+#[async_trait]
+impl Connection for WsConnection {
+    async fn request(&self, event: &str, payload: Value) -> Result<Value, TransportError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(id, tx);
+        if let Err(err) = self.send_frame(format!("42{id}{}", event_array(event, payload))) {
+            self.pending().remove(&id);
+            return Err(err);
+        }
+        tokio::select! {
+            answer = rx => match answer {
+                Ok(value) => Ok(value),
+                Err(_) => Err(TransportError::Closed(
+                    self.death.reason().unwrap_or_else(|| "closed".into()),
+                )),
+            },
+            () = tokio::time::sleep(self.ack_timeout) => {
+                self.pending().remove(&id);
+                self.close("ack timeout");
+                Err(TransportError::AckTimeout(self.ack_timeout))
+            }
+        }
+    }
+
+    async fn emit(&self, event: &str, payload: Value) -> Result<(), TransportError> {
+        self.send_frame(format!("42{}", event_array(event, payload)))
+    }
+
+    async fn closed(&self) -> String {
+        self.death.wait().await
+    }
+
+    fn is_closed(&self) -> bool {
+        self.death.reason().is_some()
+    }
+
+    fn close(&self, reason: &str) {
+        self.kill(reason);
+        if !self.closing.swap(true, Ordering::AcqRel) {
+            // Wakes the writer, which says goodbye and closes the socket.
+            let _ = self.outgoing.send(Frame::text("41"));
+        }
+    }
+}
+
+/// Writes frames in order, coalescing whatever is queued into one flush.
+async fn write_loop(
+    conn: Arc<WsConnection>,
+    mut sink: futures_util::stream::SplitSink<Socket, Frame>,
+    mut outgoing: mpsc::UnboundedReceiver<Frame>,
+) {
+    let result: Result<(), String> = async {
+        loop {
+            let first = tokio::select! {
+                frame = outgoing.recv() => frame,
+                _ = conn.death.wait() => None,
+            };
+            let Some(first) = first else {
+                return Ok(());
+            };
+            sink.feed(first).await.map_err(|e| e.to_string())?;
+            while let Ok(frame) = outgoing.try_recv() {
+                sink.feed(frame).await.map_err(|e| e.to_string())?;
+            }
+            sink.flush().await.map_err(|e| e.to_string())?;
+        }
+    }
+    .await;
+    if let Err(err) = result {
+        conn.kill(&format!("transport error: {err}"));
+    }
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+}
+
+/// Reads packets until the connection dies: answers pings, resolves acks, forwards events.
+async fn read_loop(
+    conn: Arc<WsConnection>,
+    mut stream: futures_util::stream::SplitStream<Socket>,
+    inbound: mpsc::Sender<Inbound>,
+    heartbeat: Duration,
+) {
+    let reason = loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(heartbeat, stream.next()) => next,
+            reason = conn.death.wait() => break reason,
+        };
+        let text = match next {
+            Err(_) => break "heartbeat timeout: the server went silent".to_owned(),
+            Ok(None) | Ok(Some(Ok(Frame::Close(_)))) => {
+                break "server closed the connection".to_owned()
+            }
+            Ok(Some(Err(err))) => break format!("transport error: {err}"),
+            Ok(Some(Ok(Frame::Text(text)))) => text,
+            Ok(Some(Ok(_))) => continue,
+        };
+        if let Some(reason) = handle_packet(&conn, text.as_str(), &inbound) {
+            break reason;
+        }
+    };
+    conn.kill(&reason);
+}
+
+/// Handles one Engine.IO packet; returns a reason when it ends the connection.
+fn handle_packet(
+    conn: &WsConnection,
+    packet: &str,
+    inbound: &mpsc::Sender<Inbound>,
+) -> Option<String> {
+    match packet.as_bytes().first() {
+        Some(b'2') => {
+            // Ping: pong at once (the writer keeps it in order with everything else).
+            let _ = conn.outgoing.send(Frame::text("3"));
+            None
+        }
+        Some(b'1') => Some("server closed the connection".into()),
+        Some(b'4') => handle_socketio(conn, &packet[1..], inbound),
+        _ => None,
+    }
+}
+
+/// Handles one Socket.IO packet (the part after Engine.IO's `4`).
+fn handle_socketio(
+    conn: &WsConnection,
+    packet: &str,
+    inbound: &mpsc::Sender<Inbound>,
+) -> Option<String> {
+    let (kind, rest) = packet.split_at(packet.len().min(1));
+    match kind {
+        "2" => {
+            let (_, json) = split_ack_id(rest);
+            let Ok(Value::Array(mut items)) = serde_json::from_str::<Value>(json) else {
+                tracing::warn!(packet, "ignoring a malformed Socket.IO event");
+                return None;
+            };
+            let Some(Value::String(event)) = items.first().cloned() else {
+                tracing::warn!(packet, "ignoring a Socket.IO event without a name");
+                return None;
+            };
+            let payload = if items.len() > 1 {
+                items.swap_remove(1)
+            } else {
+                Value::Null
+            };
+            match inbound.try_send(Inbound { event, payload }) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
+                Err(mpsc::error::TrySendError::Full(_)) => Some("inbound event buffer full".into()),
+            }
+        }
+        "3" => {
+            let (id, json) = split_ack_id(rest);
+            let Some(id) = id else {
+                tracing::warn!(packet, "ignoring an ack without an id");
+                return None;
+            };
+            let value = match serde_json::from_str::<Value>(json) {
+                Ok(value) => value,
+                // Unreadable: the request sees it as a malformed ack.
+                Err(_) => Value::String(json.to_owned()),
+            };
+            if let Some(waiter) = conn.pending().remove(&id) {
+                let _ = waiter.send(value);
+            }
+            None
+        }
+        "1" => Some("server closed the connection".into()),
+        "4" => Some(format!("server refused the connection: {rest}")),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_become_engine_io_websocket_urls() {
+        assert_eq!(
+            websocket_url("http://127.0.0.1:3000").expect("url"),
+            "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket"
+        );
+        assert_eq!(
+            websocket_url("http://h:1/chat/").expect("url"),
+            "ws://h:1/chat/?EIO=4&transport=websocket"
+        );
+        assert!(websocket_url("https://h").is_err());
+        assert!(websocket_url("nonsense").is_err());
+    }
+
+    #[test]
+    fn ack_ids_are_read_before_the_json() {
+        assert_eq!(split_ack_id("12[1]"), (Some(12), "[1]"));
+        assert_eq!(split_ack_id("[\"e\"]"), (None, "[\"e\"]"));
+    }
+
+    #[test]
+    fn heartbeat_is_interval_plus_timeout() {
+        assert_eq!(
+            heartbeat_from_open(r#"{"sid":"x","pingInterval":300,"pingTimeout":200}"#)
+                .expect("open"),
+            Duration::from_millis(500)
+        );
+        assert!(heartbeat_from_open("not json").is_err());
+    }
+}
