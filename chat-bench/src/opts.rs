@@ -31,6 +31,26 @@ pub enum ClientKind {
     Raw,
 }
 
+/// Which Socket.IO transport the SDK clients use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SdkTransport {
+    /// The SDK's default: WebSocket on tokio-tungstenite, acks pipelined.
+    Websocket,
+    /// rust_socketio 0.6, one request in flight per connection.
+    Socketio,
+}
+
+impl SdkTransport {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Websocket => "websocket",
+            Self::Socketio => "socketio",
+        }
+    }
+}
+
 /// Delivery latency and message loss across forced reconnects.
 ///
 /// With no flags it starts a reference server (a child process on a temporary SQLite file),
@@ -91,6 +111,9 @@ pub struct Opts {
     /// Seed of the fault order and the clients' send phases.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The transport under the SDK clients.
+    #[arg(long, value_enum, default_value = "websocket")]
+    pub sdk_transport: SdkTransport,
     /// Keep the SDK outboxes in memory instead of on disk.
     #[arg(long)]
     pub in_memory_outbox: bool,

@@ -131,6 +131,8 @@ pub struct Configuration {
     pub durable: bool,
     /// Whether SDK outboxes were on disk.
     pub persistent_outbox: bool,
+    /// The transport under the SDK clients.
+    pub sdk_transport: crate::opts::SdkTransport,
     /// This tool's version.
     pub version: String,
     /// Cores of this machine.
@@ -229,7 +231,7 @@ pub fn human(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "server: {} ({}), SDK outbox {}\n",
+        "server: {} ({}), SDK outbox {}, SDK transport {}\n",
         c.server,
         if c.durable {
             "synchronous=FULL"
@@ -240,7 +242,8 @@ pub fn human(report: &Report) -> String {
             "on disk"
         } else {
             "in memory"
-        }
+        },
+        c.sdk_transport.name()
     );
     let mut runs = vec![&report.primary];
     runs.extend(report.baseline.as_ref());

@@ -126,6 +126,7 @@ pub fn configuration(opts: &Opts) -> Configuration {
         server: opts.url.clone().unwrap_or_else(|| "embedded".into()),
         durable: !opts.no_fsync,
         persistent_outbox: !opts.in_memory_outbox,
+        sdk_transport: opts.sdk_transport,
         version: env!("CARGO_PKG_VERSION").into(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     }
@@ -169,6 +170,7 @@ async fn run_once(
     tag: usize,
 ) -> Result<RunReport, BenchError> {
     let kinds = opts.fault_kinds();
+    let transport = opts.sdk_transport;
     let clients = opts.clients;
     let rooms = opts.rooms.min(clients);
     let room_of: Arc<Vec<u32>> = Arc::new((0..clients).map(|i| i % rooms).collect());
@@ -219,8 +221,16 @@ async fn run_once(
                 let token = token?;
                 Ok::<_, BenchError>(match kind {
                     ClientKind::Sdk => Connected::Sdk(
-                        sdk::connect(index, room, &prefix, &url, token, outbox_dir.as_deref())
-                            .await?,
+                        sdk::connect(
+                            index,
+                            room,
+                            &prefix,
+                            &url,
+                            token,
+                            outbox_dir.as_deref(),
+                            transport,
+                        )
+                        .await?,
                     ),
                     ClientKind::Raw => {
                         Connected::Raw(raw::connect(index, room, &prefix, &url, token).await?)

@@ -7,7 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_protocol::{ClientId, RoomId};
-use chat_sdk::{ChatEvent, Client, ConnectionState, Events, MessageState, RetryPolicy};
+use chat_sdk::{
+    ChatEvent, Client, ConnectionState, Events, MessageState, RetryPolicy, SocketIoTransport,
+    WebSocketTransport,
+};
+
+use crate::opts::SdkTransport;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::BenchError;
@@ -33,18 +38,26 @@ pub async fn connect(
     url: &str,
     token: String,
     store_dir: Option<&Path>,
+    transport: SdkTransport,
 ) -> Result<SdkClient, BenchError> {
     let fail = |message: String| BenchError::Client { index, message };
     let mut builder = Client::builder(url, token)
+        // Reconnect fast (waits of 20 ms doubling to 250 ms, plus jitter): the faults here
+        // last half a second, and a longer cap would measure mostly the wait after the
+        // server is back. The SDK's default caps at 2 s, kinder to a big server restarting.
         .retry_policy(RetryPolicy {
             min_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(500),
+            max_delay: Duration::from_millis(250),
             ..RetryPolicy::default()
         })
         .ack_timeout(Duration::from_secs(2))
         .health_interval(Duration::from_millis(250))
         .connect_timeout(Duration::from_secs(2))
-        .outbox_capacity(1_000_000);
+        .outbox_capacity(1_000_000)
+        .transport(match transport {
+            SdkTransport::Websocket => Arc::new(WebSocketTransport),
+            SdkTransport::Socketio => Arc::new(SocketIoTransport),
+        });
     builder = match store_dir {
         Some(dir) => builder.store_path(dir.join(format!("client-{index}.db"))),
         None => builder.in_memory(),
