@@ -47,6 +47,7 @@
 //! | mark a room read; typing; presence; history | [`Client::mark_read`] / [`Client::mark_read_up_to`], [`Client::typing`], [`Client::presence`], [`Client::history`] |
 //! | inspect and repair the outbox | [`Client::outbox`], [`Client::outbox_depth`], [`Client::retry`], [`Client::discard`], [`Client::prune_acknowledged`] |
 //! | watch the connection; force a reconnect; stop | [`Client::connection_state`], [`Client::reconnect`], [`Client::close`] |
+//! | choose the Socket.IO transport | [`ClientBuilder::transport`]: [`WebSocketTransport`] (default, tokio-tungstenite, pipelined acks) or [`SocketIoTransport`] (rust_socketio 0.6) |
 //!
 //! What is promised, exactly, is written in `docs/delivery-guarantees.md`.
 #![warn(missing_docs)]
