@@ -18,9 +18,21 @@ use rusqlite::{params, OptionalExtension};
 use crate::error::StoreError;
 use crate::state::{MessageState, OutgoingMessage};
 
-const SCHEMA: &str = "
+/// Unsent messages: exactly the rows of the `outbox_unsent` index (a query must repeat this
+/// condition word for word for SQLite to use that index).
+macro_rules! unsent {
+    () => {
+        "kind IN ('queued', 'sending', 'failed')"
+    };
+}
+
+const SCHEMA: &str = concat!(
+    "
+-- `position` is the queue order. Without AUTOINCREMENT a new row takes the largest
+-- position plus one, which keeps the order of the rows present and spares a write to
+-- sqlite_sequence on every insert (files created with AUTOINCREMENT keep it, harmlessly).
 CREATE TABLE IF NOT EXISTS outbox (
-    position   INTEGER PRIMARY KEY AUTOINCREMENT,
+    position   INTEGER PRIMARY KEY,
     client_id  TEXT NOT NULL UNIQUE,
     room       TEXT NOT NULL,
     body       TEXT NOT NULL,
@@ -31,15 +43,20 @@ CREATE TABLE IF NOT EXISTS outbox (
     state      TEXT NOT NULL,
     seq        INTEGER
 );
-CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, position);
--- Receipts are matched in memory: no index on seq (each one costs a write per state change).
+-- Only unsent messages are indexed: a message leaves the index once acknowledged, so
+-- `Delivered` and `Read` rewrite only its row. Receipts are matched in memory.
+DROP INDEX IF EXISTS outbox_kind;
 DROP INDEX IF EXISTS outbox_room_seq;
+CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (position, kind) WHERE ",
+    unsent!(),
+    ";
 CREATE TABLE IF NOT EXISTS rooms (
     room      TEXT PRIMARY KEY,
     joined    INTEGER NOT NULL,
     last_seq  INTEGER
 );
-";
+"
+);
 
 /// A room as the store remembers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,9 +153,11 @@ impl Store {
         let mut conn = self.lock();
         // This commit is the promise `send` makes, so it alone waits for the disk; the
         // fsync also covers the earlier NORMAL commits in the same log.
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.prepare_cached("PRAGMA synchronous = FULL")?
+            .execute([])?;
         let inserted = Self::insert_within_capacity(&mut conn, message, capacity);
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.prepare_cached("PRAGMA synchronous = NORMAL")?
+            .execute([])?;
         inserted
     }
 
@@ -149,9 +168,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let tx = conn.transaction()?;
         let unsent: i64 = tx
-            .prepare_cached(
-                "SELECT COUNT(*) FROM outbox WHERE kind IN ('queued', 'sending', 'failed')",
-            )?
+            .prepare_cached(concat!("SELECT COUNT(*) FROM outbox WHERE ", unsent!()))?
             .query_row([], |row| row.get(0))?;
         if usize::try_from(unsent).unwrap_or(usize::MAX) >= capacity {
             return Ok(false);
@@ -178,7 +195,7 @@ impl Store {
     pub(crate) fn unsent_count(&self) -> Result<usize, StoreError> {
         let conn = self.lock();
         let n: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE kind IN ('queued', 'sending', 'failed')",
+            concat!("SELECT COUNT(*) FROM outbox WHERE ", unsent!()),
             [],
             |row| row.get(0),
         )?;
@@ -198,9 +215,11 @@ impl Store {
     pub(crate) fn next_pending(&self) -> Result<Option<OutgoingMessage>, StoreError> {
         let conn = self.lock();
         let row = conn
-            .prepare_cached(
-                "SELECT * FROM outbox WHERE kind IN ('queued', 'sending') ORDER BY position LIMIT 1",
-            )?
+            .prepare_cached(concat!(
+                "SELECT * FROM outbox WHERE ",
+                unsent!(),
+                " AND kind != 'failed' ORDER BY position LIMIT 1"
+            ))?
             .query_row([], row_to_message)
             .optional()?;
         row.transpose()
@@ -390,6 +409,77 @@ mod tests {
         assert_eq!(next.state, MessageState::Queued);
         assert_eq!(next.attempts, 1);
         assert_eq!(store.list().expect("list").len(), 2);
+    }
+
+    /// Every message's `client_id`, in queue order.
+    fn queue(store: &Store) -> Vec<ClientId> {
+        let messages = store.list().expect("list");
+        messages.iter().map(|m| m.client_id).collect()
+    }
+
+    #[test]
+    fn a_file_from_the_previous_schema_keeps_its_queue_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("outbox.db");
+        let (first, second) = (ClientId::new_random(), ClientId::new_random());
+        {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE outbox (
+                    position INTEGER PRIMARY KEY AUTOINCREMENT, client_id TEXT NOT NULL UNIQUE,
+                    room TEXT NOT NULL, body TEXT NOT NULL, reply_to INTEGER,
+                    queued_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                    kind TEXT NOT NULL, state TEXT NOT NULL, seq INTEGER);
+                 CREATE INDEX outbox_kind ON outbox (kind, position);",
+            )
+            .expect("old schema");
+            let queued = serde_json::to_string(&MessageState::Queued).expect("json");
+            for id in [first, second] {
+                conn.execute(
+                    "INSERT INTO outbox (client_id, room, body, queued_at, kind, state)
+                     VALUES (?1, 'r', 'hi', 1, 'queued', ?2)",
+                    params![id.to_string(), queued],
+                )
+                .expect("row");
+            }
+        }
+        let store = Store::open(&path).expect("reopen");
+        let third = message("r", MessageState::Queued);
+        assert!(store.insert(&third, 10).expect("insert"));
+        assert_eq!(queue(&store), [first, second, third.client_id]);
+        assert_eq!(store.unsent_count().expect("count"), 3);
+        let next = store.next_pending().expect("query").expect("pending");
+        assert_eq!(next.client_id, first);
+    }
+
+    #[test]
+    fn queue_order_holds_after_acknowledged_messages_are_pruned() {
+        let store = Store::in_memory().expect("store");
+        let sent = MessageState::Sent {
+            id: chat_protocol::MessageId("m1".into()),
+            seq: 1,
+        };
+        let old = message("r", MessageState::Queued);
+        assert!(store.insert(&old, 10).expect("insert"));
+        store.set_state(old.client_id, &sent, None).expect("set");
+        let failed = message("r", MessageState::Queued);
+        assert!(store.insert(&failed, 10).expect("insert"));
+        let reason = crate::state::FailureReason::Expired;
+        store
+            .set_state(failed.client_id, &MessageState::Failed { reason }, None)
+            .expect("set");
+        assert_eq!(store.prune_acknowledged().expect("prune"), 1);
+        let (a, b) = (
+            message("r", MessageState::Queued),
+            message("r", MessageState::Queued),
+        );
+        assert!(store.insert(&a, 10).expect("insert"));
+        assert!(store.insert(&b, 10).expect("insert"));
+        // The failed message is skipped, not sent; the new ones go in the order queued.
+        let next = store.next_pending().expect("query").expect("pending");
+        assert_eq!(next.client_id, a.client_id);
+        assert_eq!(queue(&store), [failed.client_id, a.client_id, b.client_id]);
+        assert_eq!(store.unsent_count().expect("count"), 3);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -30,6 +31,9 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long closing may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Bytes asked of the socket per read; larger frames take several reads.
+const READ_BUFFER_SIZE: usize = 8 * 1024;
 
 /// Heartbeat used when the server's handshake names none (Engine.IO's defaults).
 const DEFAULT_PING_INTERVAL_MS: u64 = 25_000;
@@ -116,7 +120,10 @@ async fn next_text(socket: &mut Socket) -> Result<String, TransportError> {
 /// Opens the socket and completes both handshakes; returns it and the heartbeat deadline.
 async fn handshake(request: &ConnectRequest) -> Result<(Socket, Duration), TransportError> {
     let url = websocket_url(&request.url)?;
-    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+    // tungstenite zero-fills its whole read buffer before every read (128 KiB by default);
+    // chat frames are a few hundred bytes, so a small buffer saves that work on each frame.
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_SIZE);
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .map_err(|e| TransportError::Unreachable(e.to_string()))?;
     let open = next_text(&mut socket).await?;
