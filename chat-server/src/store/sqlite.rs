@@ -5,6 +5,11 @@
 //! answers them all. One fsync thus covers many messages, a failing request rolls back alone,
 //! and nobody hears "stored" before the commit is durable. One thread also makes the order of
 //! operations the order they were submitted in.
+//!
+//! Receipt watermarks and last-seen times are the exception: a batch made only of those
+//! commits without an fsync of its own (`synchronous=NORMAL` for that commit). The next
+//! synced commit covers them, as the log is written in order; a power cut before it can
+//! only move a watermark back, never lose a message or a membership.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -33,8 +38,17 @@ type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// Where committed messages are published, in commit order.
 pub type Feed = tokio::sync::mpsc::UnboundedSender<Message>;
 
+/// Whether a request's commit must reach the disk before it is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Durability {
+    /// Fsynced before the answer (in a durable store): messages, memberships.
+    Synced,
+    /// Written to the log; fsynced by the next durable commit: watermarks, last seen.
+    Lazy,
+}
+
 enum Command {
-    Run(Job),
+    Run(Job, Durability),
     Close(oneshot::Sender<()>),
 }
 
@@ -61,7 +75,7 @@ impl SqliteStore {
         let (commands, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("chat-store".into())
-            .spawn(move || writer_loop(conn, receiver))
+            .spawn(move || writer_loop(conn, durable, receiver))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the store thread: {e}")))?;
         Ok(Self {
             feed,
@@ -74,12 +88,23 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
-        self.call_publishing(work, |_| None).await
+        self.call_publishing(Durability::Synced, work, |_| None)
+            .await
+    }
+
+    /// Like `call`, for a write whose loss on power failure costs no message (see the
+    /// module header).
+    async fn call_lazy<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.call_publishing(Durability::Lazy, work, |_| None).await
     }
 
     /// Like `call`, and once committed publishes the message `published` picks from the result.
     async fn call_publishing<R: Send + 'static>(
         &self,
+        durability: Durability,
         work: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
         published: impl FnOnce(&R) -> Option<Message> + Send + 'static,
     ) -> Result<R, StoreError> {
@@ -102,7 +127,7 @@ impl SqliteStore {
             });
             (ok, completion)
         });
-        self.send(Command::Run(job))?;
+        self.send(Command::Run(job, durability))?;
         answer.await.map_err(|_| StoreError::Aborted)?
     }
 
@@ -116,25 +141,54 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(conn: Connection, receiver: mpsc::Receiver<Command>) {
+fn writer_loop(conn: Connection, durable: bool, receiver: mpsc::Receiver<Command>) {
     let mut closing = None;
+    // The connection's `synchronous` setting: FULL exactly when this is `Synced`.
+    let mut current = if durable {
+        Durability::Synced
+    } else {
+        Durability::Lazy
+    };
     while closing.is_none() {
         let Ok(first) = receiver.recv() else { break };
         let mut jobs = Vec::new();
-        match first {
-            Command::Run(job) => jobs.push(job),
-            Command::Close(done) => closing = Some(done),
-        }
+        let mut batch_sync = Durability::Lazy;
+        let mut take = |command, jobs: &mut Vec<Job>| match command {
+            Command::Run(job, durability) => {
+                if durability == Durability::Synced {
+                    batch_sync = Durability::Synced;
+                }
+                jobs.push(job);
+                None
+            }
+            Command::Close(done) => Some(done),
+        };
+        closing = take(first, &mut jobs);
         while closing.is_none() && jobs.len() < MAX_BATCH {
             match receiver.try_recv() {
-                Ok(Command::Run(job)) => jobs.push(job),
-                Ok(Command::Close(done)) => closing = Some(done),
+                Ok(command) => closing = take(command, &mut jobs),
                 Err(_) => break,
             }
         }
-        if !jobs.is_empty() {
-            run_batch(&conn, jobs);
+        if jobs.is_empty() {
+            continue;
         }
+        let wanted = if durable {
+            batch_sync
+        } else {
+            Durability::Lazy
+        };
+        if wanted != current {
+            let level = match wanted {
+                Durability::Synced => "PRAGMA synchronous = FULL",
+                Durability::Lazy => "PRAGMA synchronous = NORMAL",
+            };
+            match conn.execute_batch(level) {
+                Ok(()) => current = wanted,
+                Err(e) => tracing::error!(error = %e, "cannot change synchronous"),
+            }
+        }
+        run_batch(&conn, jobs);
     }
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %e, "checkpoint on close failed");
@@ -305,6 +359,7 @@ impl Store for SqliteStore {
 
     async fn append(&self, message: NewMessage) -> Result<Appended, StoreError> {
         self.call_publishing(
+            Durability::Synced,
             move |conn| {
                 let sender = message.sender.to_string();
                 let client_id = message.client_id.to_string();
@@ -427,7 +482,7 @@ impl Store for SqliteStore {
 
     async fn set_last_seen(&self, user: &UserId, ts: Timestamp) -> Result<(), StoreError> {
         let user = user.to_string();
-        self.call(move |conn| {
+        self.call_lazy(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO users (id, last_seen) VALUES (?1, ?2)
                  ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
@@ -478,7 +533,7 @@ impl SqliteStore {
         read: bool,
     ) -> Result<Membership<Watermarks>, StoreError> {
         let (room, user) = (room.to_string(), user.to_string());
-        self.call(move |conn| {
+        self.call_lazy(move |conn| {
             let Some((delivered, old_read)) = member_watermarks(conn, &room, &user)? else {
                 return Ok(Membership::NotMember);
             };
