@@ -77,6 +77,10 @@ pub async fn connect(
     })
 }
 
+/// Most events taken from the stream at once: a client that fell behind catches up in
+/// batches, writing its room position once per batch.
+const EVENT_BATCH: usize = 256;
+
 /// The name of bench room `room` of the run tagged `prefix`.
 pub fn room_name(prefix: &str, room: u32) -> RoomId {
     RoomId::new(format!("bench-{prefix}-{room}")).expect("a valid room id")
@@ -95,14 +99,19 @@ impl SdkClient {
         let mut in_flight: HashMap<ClientId, (u64, u64)> = HashMap::new();
         let mut down_since: Option<u64> = None;
         let mut sample = tokio::time::interval(Duration::from_millis(100));
+        let mut batch = Vec::with_capacity(EVENT_BATCH);
         loop {
             tokio::select! {
                 biased;
                 _ = crate::schedule::finished(&mut finish) => break,
-                event = self.events.recv() => match event {
-                    Some(event) => self.handle(event, &live, &room_of, &mut record, &mut in_flight, &mut down_since),
-                    None => break,
-                },
+                taken = self.events.recv_many(&mut batch, EVENT_BATCH) => {
+                    if taken == 0 {
+                        break;
+                    }
+                    for event in batch.drain(..) {
+                        self.handle(event, &live, &room_of, &mut record, &mut in_flight, &mut down_since);
+                    }
+                }
                 Some((number, at)) = due.recv() => {
                     let stamp = record.stamp(&live, at, number);
                     match self.client.send(&self.room_id, stamp.encode()) {

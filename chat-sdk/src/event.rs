@@ -4,7 +4,9 @@
 //! rooms it joined (each exactly once, in `seq` order), the local echo and status changes of
 //! its own messages, receipts, typing, presence, membership and the connection state.
 
-use chat_protocol::{ClientId, Message, Presence, ReceiptUpdate, RoomId, RoomMember, TypingUpdate};
+use chat_protocol::{
+    ClientId, Message, Presence, ReceiptUpdate, RoomId, RoomMember, Seq, TypingUpdate,
+};
 use std::sync::Weak;
 
 use tokio::sync::mpsc;
@@ -71,28 +73,74 @@ impl Events {
     /// ```
     pub async fn recv(&mut self) -> Option<ChatEvent> {
         let event = self.rx.recv().await;
-        self.taken(event.as_ref());
+        self.taken(event.as_slice());
         event
+    }
+
+    /// Waits for at least one event, then moves up to `limit` ready events to the end of
+    /// `buffer`; returns how many (0 once the client is closed and the stream drained, or
+    /// when `limit` is 0).
+    ///
+    /// Taking a run of messages at once records each room's position once for the run, so
+    /// an application that keeps up in batches writes its positions once per batch instead
+    /// of once per message. After a restart the client resumes after the batch. Like
+    /// [`Events::recv`], it is cancel-safe: in `tokio::select!`, a branch that loses takes
+    /// nothing.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut events: chat_sdk::Events) {
+    /// use chat_sdk::ChatEvent;
+    ///
+    /// let mut batch = Vec::with_capacity(64);
+    /// while events.recv_many(&mut batch, 64).await > 0 {
+    ///     for event in batch.drain(..) {
+    ///         if let ChatEvent::Message(m) = event {
+    ///             println!("#{} {}", m.seq, m.body);
+    ///         }
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub async fn recv_many(&mut self, buffer: &mut Vec<ChatEvent>, limit: usize) -> usize {
+        let start = buffer.len();
+        let count = self.rx.recv_many(buffer, limit).await;
+        self.taken(&buffer[start..]);
+        count
     }
 
     /// The next event if one is ready now.
     pub fn try_recv(&mut self) -> Option<ChatEvent> {
         let event = self.rx.try_recv().ok();
-        self.taken(event.as_ref());
+        self.taken(event.as_slice());
         event
     }
 
-    /// Persists the position of a message the application took.
-    fn taken(&self, event: Option<&ChatEvent>) {
-        if let (Some(ChatEvent::Message(message)), Some(inner)) = (event, self.inner.upgrade()) {
-            {
-                let mut rooms = crate::inner::lock(&inner.rooms);
-                let view = rooms.entry(message.room.clone()).or_default();
-                view.taken_seq = view.taken_seq.max(message.seq);
+    /// Persists the positions of the messages the application took, one write for all.
+    fn taken(&self, events: &[ChatEvent]) {
+        let mut newest: Vec<(&RoomId, Seq)> = Vec::new();
+        for event in events {
+            if let ChatEvent::Message(message) = event {
+                match newest.iter_mut().find(|(room, _)| *room == &message.room) {
+                    Some((_, seq)) => *seq = (*seq).max(message.seq),
+                    None => newest.push((&message.room, message.seq)),
+                }
             }
-            if let Err(err) = inner.store.set_last_seq(&message.room, message.seq) {
-                tracing::warn!(error = %err, "could not record the room position");
+        }
+        if newest.is_empty() {
+            return;
+        }
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        {
+            let mut rooms = crate::inner::lock(&inner.rooms);
+            for (room, seq) in &newest {
+                let view = rooms.entry((*room).clone()).or_default();
+                view.taken_seq = view.taken_seq.max(*seq);
             }
+        }
+        if let Err(err) = inner.store.set_last_seqs(&newest) {
+            tracing::warn!(error = %err, "could not record the room positions");
         }
     }
 }

@@ -43,6 +43,7 @@
 //! | send; reply | [`Client::send`], [`Client::reply`] — return the message's `client_id` |
 //! | wait for one message to be sent / delivered / read | [`Client::wait_for`] with a [`Milestone`] |
 //! | follow everything (messages, statuses, receipts, typing, presence, members, connection) | the [`Events`] stream |
+//! | keep up with a busy stream in batches (one position write per batch) | [`Events::recv_many`] |
 //! | join (and catch up); replay from a `seq`; leave | [`Client::join`], [`Client::join_since`], [`Client::leave`] |
 //! | mark a room read; typing; presence; history | [`Client::mark_read`] / [`Client::mark_read_up_to`], [`Client::typing`], [`Client::presence`], [`Client::history`] |
 //! | inspect and repair the outbox | [`Client::outbox`], [`Client::outbox_depth`], [`Client::retry`], [`Client::discard`], [`Client::prune_acknowledged`] |

@@ -359,12 +359,23 @@ impl Store {
 
     /// Records the last contiguous `seq` handed to the application for a room.
     pub(crate) fn set_last_seq(&self, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
-        let conn = self.lock();
-        conn.prepare_cached(
-            "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, 0, ?2)
-             ON CONFLICT (room) DO UPDATE SET last_seq = MAX(COALESCE(last_seq, 0), excluded.last_seq)",
-        )?
-        .execute(params![room.as_str(), seq_to_sql(seq)])?;
+        self.set_last_seqs(&[(room, seq)])
+    }
+
+    /// Records several rooms' positions (never moving one back) in one transaction.
+    pub(crate) fn set_last_seqs(&self, positions: &[(&RoomId, Seq)]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, 0, ?2)
+                 ON CONFLICT (room) DO UPDATE SET last_seq = MAX(COALESCE(last_seq, 0), excluded.last_seq)",
+            )?;
+            for (room, seq) in positions {
+                stmt.execute(params![room.as_str(), seq_to_sql(*seq)])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 }

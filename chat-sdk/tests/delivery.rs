@@ -147,11 +147,7 @@ async fn messages_not_taken_before_a_restart_are_handed_over_again() {
     alice.join(&general).await.expect("alice joins");
     let bodies: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
     {
-        let (bob, mut bob_events) = builder(&server.url(), server.token("bob"))
-            .store_path(&store)
-            .connect()
-            .await
-            .expect("bob connects");
+        let (bob, mut bob_events) = bob_on(&server, &store).await;
         bob.join(&general).await.expect("bob joins");
         for body in &bodies {
             alice.send(&general, body.clone()).expect("queued");
@@ -162,12 +158,58 @@ async fn messages_not_taken_before_a_restart_are_handed_over_again() {
         assert_exactly_once_in_order(&taken, &bodies[..2], 1);
         bob.close().await;
     }
-    let (bob, mut bob_events) = builder(&server.url(), server.token("bob"))
-        .store_path(&store)
-        .connect()
-        .await
-        .expect("bob reconnects");
+    let (bob, mut bob_events) = bob_on(&server, &store).await;
     let again = collect_messages(&mut bob_events, &general, 3).await;
     assert_exactly_once_in_order(&again, &bodies[2..], 3);
     bob.close().await;
+}
+
+#[tokio::test]
+async fn messages_taken_in_a_batch_are_not_handed_over_again_after_a_restart() {
+    let server = TestServer::start().await.expect("server starts");
+    let store = server.temp_path("bob.db");
+    let general = room("general");
+    let (alice, mut alice_events) = connect(&server, &server.url(), "alice").await;
+    alice.join(&general).await.expect("alice joins");
+    let bodies: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
+    {
+        let (bob, mut bob_events) = bob_on(&server, &store).await;
+        bob.join(&general).await.expect("bob joins");
+        for body in &bodies[..5] {
+            alice.send(&general, body.clone()).expect("queued");
+        }
+        wait_until(&mut alice_events, || bob.last_seq(&general) == Some(5)).await;
+        // Every message is waiting in the stream: take them in as few calls as it allows.
+        let mut taken = Vec::new();
+        let mut batch = Vec::new();
+        while taken.len() < 5 {
+            assert!(
+                bob_events.recv_many(&mut batch, 100).await > 0,
+                "stream ended"
+            );
+            taken.extend(batch.drain(..).filter_map(|event| match event {
+                ChatEvent::Message(m) if m.room == general => Some(m),
+                _ => None,
+            }));
+        }
+        assert_exactly_once_in_order(&taken, &bodies[..5], 1);
+        bob.close().await;
+    }
+    alice.send(&general, bodies[5].clone()).expect("queued");
+    let (bob, mut bob_events) = bob_on(&server, &store).await;
+    let next = collect_messages(&mut bob_events, &general, 1).await;
+    assert_exactly_once_in_order(&next, &bodies[5..], 6);
+    bob.close().await;
+}
+
+/// Bob's client on the outbox file `store`.
+async fn bob_on(
+    server: &TestServer,
+    store: &std::path::Path,
+) -> (chat_sdk::Client, chat_sdk::Events) {
+    builder(&server.url(), server.token("bob"))
+        .store_path(store)
+        .connect()
+        .await
+        .expect("bob connects")
 }
