@@ -51,7 +51,10 @@ pub async fn connect(
             ..RetryPolicy::default()
         })
         .ack_timeout(Duration::from_secs(2))
+        // A link silent for 250 ms is probed; a probe unanswered for 500 ms ends it. The
+        // probe touches no disk on the server, so it may be far shorter than the ack timeout.
         .health_interval(Duration::from_millis(250))
+        .health_timeout(Duration::from_millis(500))
         .connect_timeout(Duration::from_secs(2))
         .outbox_capacity(1_000_000)
         .transport(match transport {

@@ -61,6 +61,7 @@ pub struct ClientBuilder {
     ack_timeout: Duration,
     connect_timeout: Duration,
     health_interval: Duration,
+    health_timeout: Option<Duration>,
     outbox_capacity: usize,
     ttl: Option<Duration>,
     transport: Arc<dyn Transport>,
@@ -102,6 +103,7 @@ impl ClientBuilder {
             ack_timeout: config::DEFAULT_ACK_TIMEOUT,
             connect_timeout: config::DEFAULT_CONNECT_TIMEOUT,
             health_interval: config::DEFAULT_HEALTH_INTERVAL,
+            health_timeout: None,
             outbox_capacity: config::DEFAULT_OUTBOX_CAPACITY,
             ttl: None,
             transport: Arc::new(WebSocketTransport),
@@ -174,9 +176,18 @@ impl ClientBuilder {
     }
 
     /// After this long without hearing from the server, a probe request checks the link
-    /// (default 5 s). A blackholed link is noticed after this plus the ack timeout.
+    /// (default 5 s). A blackholed link is noticed after this plus the health timeout.
     pub fn health_interval(mut self, interval: Duration) -> Self {
         self.health_interval = interval;
+        self
+    }
+
+    /// How long the link probe waits for its answer before the connection is torn down
+    /// (default: the ack timeout). The probe touches no storage on the server, so it can be
+    /// much shorter than the ack timeout, which also covers the server's disk commit: a
+    /// silent link is then noticed sooner without giving up on slow sends.
+    pub fn health_timeout(mut self, timeout: Duration) -> Self {
+        self.health_timeout = Some(timeout);
         self
     }
 
@@ -223,6 +234,7 @@ impl ClientBuilder {
             ack_timeout: self.ack_timeout,
             connect_timeout: self.connect_timeout,
             health_interval: self.health_interval,
+            health_timeout: self.health_timeout.unwrap_or(self.ack_timeout),
             outbox_capacity: self.outbox_capacity,
             ttl: self.ttl,
             transport: self.transport,

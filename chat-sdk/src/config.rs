@@ -85,6 +85,7 @@ pub(crate) struct Config {
     pub ack_timeout: Duration,
     pub connect_timeout: Duration,
     pub health_interval: Duration,
+    pub health_timeout: Duration,
     pub outbox_capacity: usize,
     pub ttl: Option<Duration>,
     pub transport: Arc<dyn Transport>,
@@ -101,6 +102,7 @@ impl std::fmt::Debug for Config {
             .field("ack_timeout", &self.ack_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("health_interval", &self.health_interval)
+            .field("health_timeout", &self.health_timeout)
             .field("outbox_capacity", &self.outbox_capacity)
             .field("ttl", &self.ttl)
             .field("transport", &self.transport)

@@ -116,8 +116,11 @@ pub(crate) async fn run(
                 // Nothing heard for a while: prove the link (and rust_socketio's receive
                 // task) alive with a cheap request. Any answer will do; a timeout closes it.
                 let probe = serde_json::json!({ "users": [] });
-                if let Err(err) = conn.request(names::PRESENCE_GET, probe).await {
-                    return format!("health check failed: {err}");
+                let timeout = inner.config.health_timeout;
+                match tokio::time::timeout(timeout, conn.request(names::PRESENCE_GET, probe)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => return format!("health check failed: {err}"),
+                    Err(_) => return format!("health check unanswered after {timeout:?}"),
                 }
                 last_heard = Instant::now();
             }

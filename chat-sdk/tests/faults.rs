@@ -188,3 +188,22 @@ async fn mixed_faults_with_two_senders_and_two_receivers_lose_nothing() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_blackholed_link_is_noticed_within_the_health_timeout_not_the_ack_timeout() {
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay starts");
+    // The ack timeout and the server's heartbeat (45 s) are both far beyond PATIENCE: only
+    // the probe's own timeout can notice the silent link in time.
+    let (client, _events) = builder(&relay.url(), server.token("alice"))
+        .ack_timeout(std::time::Duration::from_secs(120))
+        .health_interval(std::time::Duration::from_millis(200))
+        .health_timeout(std::time::Duration::from_millis(300))
+        .connect()
+        .await
+        .expect("client connects");
+    let state = client.connection_state();
+    assert!(relay.blackhole_all() > 0, "nothing to blackhole");
+    wait_reconnected(state).await;
+    client.close().await;
+}
