@@ -169,22 +169,36 @@ impl ClientRecord {
         live.sent.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A message of this client was confirmed; `sent_us` is when `send` was called.
+    /// A message of this client was confirmed stored; `sent_us` is when `send` was called.
     pub fn acked(&mut self, live: &Live, number: u64, sent_us: u64) {
-        if !self.log.acked.insert(number) {
+        if !self.count_acked(live, number) {
             return;
         }
         let now = live.now_us();
-        live.acked.fetch_add(1, Ordering::Relaxed);
-        if let Some(room) = live.acked_per_room.get(self.room as usize) {
-            room.fetch_add(1, Ordering::Relaxed);
-        }
-        live.progressed();
         let _ = self.ack.record(now.saturating_sub(sent_us).max(1));
         let back = live.server_back_us.load(Ordering::Relaxed);
         if back > 0 && sent_us < back && now >= back {
             let _ = self.restart_store.record((now - back).max(1));
         }
+    }
+
+    /// A bare emit of this client went out without error. It counts as acked, but nothing
+    /// confirms it was stored, so no ack latency or restart-to-stored time is recorded.
+    pub fn emitted(&mut self, live: &Live, number: u64) {
+        self.count_acked(live, number);
+    }
+
+    /// Counts a message as acked once; returns false if it already was.
+    fn count_acked(&mut self, live: &Live, number: u64) -> bool {
+        if !self.log.acked.insert(number) {
+            return false;
+        }
+        live.acked.fetch_add(1, Ordering::Relaxed);
+        if let Some(room) = live.acked_per_room.get(self.room as usize) {
+            room.fetch_add(1, Ordering::Relaxed);
+        }
+        live.progressed();
+        true
     }
 
     /// A message of this client ended failed.

@@ -166,7 +166,7 @@ impl RawClient {
                         "body": stamp.encode(),
                     });
                     match self.client.emit("message:send", request).await {
-                        Ok(()) => record.acked(&live, number, stamp.actual_us),
+                        Ok(()) => record.emitted(&live, number),
                         Err(_) => record.failed(&live, number),
                     }
                 }
