@@ -57,6 +57,7 @@ mod client;
 mod config;
 pub mod error;
 mod event;
+mod health;
 mod inner;
 mod outbox;
 mod session;

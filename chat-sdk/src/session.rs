@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::error::RequestError;
 use crate::event::ChatEvent;
+use crate::health::{self, LastHeard};
 use crate::inner::{lock, request_on, Inner};
 use crate::outbox;
 use crate::status;
@@ -35,6 +36,13 @@ pub(crate) async fn run(
     conn: Arc<dyn Connection>,
     mut inbound: mpsc::Receiver<Inbound>,
 ) -> String {
+    let heard = Arc::new(LastHeard::new());
+    let _watchdog = health::watch(
+        conn.clone(),
+        heard.clone(),
+        inner.config.health_interval,
+        inner.config.health_timeout,
+    );
     let rooms: Vec<RoomId> = lock(&inner.rooms)
         .iter()
         .filter(|(_, view)| view.joined)
@@ -63,8 +71,6 @@ pub(crate) async fn run(
         }
     }
 
-    let health = inner.config.health_interval;
-    let mut last_heard = Instant::now();
     // Rooms whose position moved since the last `receipt:delivered`, and when to send it:
     // receipts are batched for RECEIPT_DELAY so a steady stream costs a few requests per
     // second, not one per message (the server rate-limits requests).
@@ -84,7 +90,7 @@ pub(crate) async fn run(
                 let Some(event) = event else {
                     return "event channel closed".to_owned();
                 };
-                last_heard = Instant::now();
+                heard.now();
                 let _guard = inner.recv_lock.lock().await;
                 if let Err(err) = handle(inner, &*conn, event, &mut dirty).await {
                     if let Some(reason) = fatal(&err) { return reason; }
@@ -111,18 +117,6 @@ pub(crate) async fn run(
                 if !dirty.is_empty() {
                     receipt_due = Some(Instant::now() + RECEIPT_DELAY * 4);
                 }
-            }
-            () = tokio::time::sleep_until(last_heard + health) => {
-                // Nothing heard for a while: prove the link (and rust_socketio's receive
-                // task) alive with a cheap request. Any answer will do; a timeout closes it.
-                let probe = serde_json::json!({ "users": [] });
-                let timeout = inner.config.health_timeout;
-                match tokio::time::timeout(timeout, conn.request(names::PRESENCE_GET, probe)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(err)) => return format!("health check failed: {err}"),
-                    Err(_) => return format!("health check unanswered after {timeout:?}"),
-                }
-                last_heard = Instant::now();
             }
         }
     }

@@ -193,17 +193,45 @@ async fn mixed_faults_with_two_senders_and_two_receivers_lose_nothing() {
 async fn a_blackholed_link_is_noticed_within_the_health_timeout_not_the_ack_timeout() {
     let server = TestServer::start().await.expect("server starts");
     let relay = Relay::start(server.addr()).await.expect("relay starts");
-    // The ack timeout and the server's heartbeat (45 s) are both far beyond PATIENCE: only
-    // the probe's own timeout can notice the silent link in time.
-    let (client, _events) = builder(&relay.url(), server.token("alice"))
+    let (client, _events) = probing(&server, &relay, "alice").await;
+    let state = client.connection_state();
+    assert!(relay.blackhole_all() > 0, "nothing to blackhole");
+    wait_reconnected(state).await;
+    client.close().await;
+}
+
+#[tokio::test]
+async fn a_silent_link_is_noticed_while_a_receipt_waits_for_its_ack() {
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay starts");
+    let general = room("general");
+    let (alice, _alice_events) = connect(&server, &server.url(), "alice").await;
+    alice.join(&general).await.expect("alice joins");
+    let (bob, mut bob_events) = probing(&server, &relay, "bob").await;
+    bob.join(&general).await.expect("bob joins");
+    let state = bob.connection_state();
+    alice.send(&general, "hello").expect("queued");
+    collect_messages(&mut bob_events, &general, 1).await;
+    // Bob's `receipt:delivered` for it goes out 25 ms after the hand-off, into the
+    // blackhole: his session waits on its ack (120 s) while the watchdog probes.
+    assert!(relay.blackhole_all() > 0, "nothing to blackhole");
+    wait_reconnected(state).await;
+    bob.close().await;
+}
+
+/// `user` connected through `relay`, probing after 200 ms of silence with a 300 ms probe
+/// timeout. The ack timeout and the server's heartbeat (45 s) are both far beyond PATIENCE:
+/// only the probe's own timeout can notice a silent link in time.
+async fn probing(
+    server: &TestServer,
+    relay: &Relay,
+    user: &str,
+) -> (chat_sdk::Client, chat_sdk::Events) {
+    builder(&relay.url(), server.token(user))
         .ack_timeout(std::time::Duration::from_secs(120))
         .health_interval(std::time::Duration::from_millis(200))
         .health_timeout(std::time::Duration::from_millis(300))
         .connect()
         .await
-        .expect("client connects");
-    let state = client.connection_state();
-    assert!(relay.blackhole_all() > 0, "nothing to blackhole");
-    wait_reconnected(state).await;
-    client.close().await;
+        .expect("client connects")
 }
