@@ -69,6 +69,7 @@ pub(crate) fn watch(
                 continue;
             }
             // Any answer proves the link; the probe touches no storage on the server.
+            tracing::trace!(silent_for = ?heard.at().elapsed(), "probing the link");
             let probe = conn.request(names::PRESENCE_GET, serde_json::json!({ "users": [] }));
             match tokio::time::timeout(timeout, probe).await {
                 Ok(Ok(_)) => heard.now(),
