@@ -182,10 +182,12 @@ impl ClientBuilder {
         self
     }
 
-    /// How long the link probe waits for its answer before the connection is torn down
-    /// (default: the ack timeout). The probe touches no storage on the server, so it can be
-    /// much shorter than the ack timeout, which also covers the server's disk commit: a
-    /// silent link is then noticed sooner without giving up on slow sends.
+    /// How long the link probe waits, hearing nothing at all from the server, before the
+    /// connection is torn down (default: the ack timeout). The reference server answers the
+    /// probe without touching its store, and a probe queued behind slow requests is forgiven
+    /// while other frames keep arriving, so this can be much shorter than the ack timeout
+    /// (which also covers the server's disk commit): a silent link is then noticed sooner
+    /// without giving up on slow sends.
     pub fn health_timeout(mut self, timeout: Duration) -> Self {
         self.health_timeout = Some(timeout);
         self

@@ -21,11 +21,11 @@ use tokio::time::Instant;
 
 use crate::error::RequestError;
 use crate::event::ChatEvent;
-use crate::health::{self, LastHeard};
+use crate::health;
 use crate::inner::{lock, request_on, Inner};
 use crate::outbox;
 use crate::status;
-use crate::transport::{Connection, Inbound};
+use crate::transport::{Connection, Inbound, LastHeard};
 
 /// How long handed-over messages wait before their `receipt:delivered` goes out.
 const RECEIPT_DELAY: Duration = Duration::from_millis(25);

@@ -153,11 +153,9 @@ impl Store {
         let mut conn = self.lock();
         // This commit is the promise `send` makes, so it alone waits for the disk; the
         // fsync also covers the earlier NORMAL commits in the same log.
-        conn.prepare_cached("PRAGMA synchronous = FULL")?
-            .execute([])?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
         let inserted = Self::insert_within_capacity(&mut conn, message, capacity);
-        conn.prepare_cached("PRAGMA synchronous = NORMAL")?
-            .execute([])?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         inserted
     }
 

@@ -5,8 +5,9 @@
 //! itself: when it breaks it reports [`Connection::closed`] and is thrown away, and the
 //! client's supervisor makes a fresh one. That keeps exactly one retry loop in the system.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -80,6 +81,44 @@ pub trait Connection: Send + Sync + std::fmt::Debug {
 
     /// Closes the connection (idempotent); `closed` resolves with `reason`.
     fn close(&self, reason: &str);
+
+    /// When the last frame (event, ack or heartbeat) arrived from the server, if this
+    /// transport keeps track. The client probes a link only after `health_interval` of
+    /// silence, and does not give up on an unanswered probe while other frames still
+    /// arrive (the server answers one socket's requests in order, so a probe can queue
+    /// behind slow ones). The default, `None`, leaves the client to count only the events
+    /// it handles.
+    fn last_heard(&self) -> Option<Instant> {
+        None
+    }
+}
+
+/// When the server was last heard from; updated from any thread without a lock.
+#[derive(Debug)]
+pub(crate) struct LastHeard {
+    start: Instant,
+    /// Microseconds after `start`.
+    at_us: AtomicU64,
+}
+
+impl LastHeard {
+    pub(crate) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            at_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Records that something arrived just now.
+    pub(crate) fn now(&self) {
+        let elapsed = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.at_us.fetch_max(elapsed, Ordering::Relaxed);
+    }
+
+    /// The last time recorded (the creation time if none was).
+    pub(crate) fn at(&self) -> Instant {
+        self.start + Duration::from_micros(self.at_us.load(Ordering::Relaxed))
+    }
 }
 
 /// A one-shot "this connection is dead" signal with its reason, shared by transport

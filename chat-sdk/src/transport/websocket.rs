@@ -24,7 +24,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::{parse_connect_error, ConnectRequest, Connection, DeathSignal, Inbound, Transport};
+use super::{
+    parse_connect_error, ConnectRequest, Connection, DeathSignal, Inbound, LastHeard, Transport,
+};
 use crate::error::TransportError;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -170,6 +172,7 @@ impl Transport for WebSocketTransport {
             death: DeathSignal::new(),
             ack_timeout: request.ack_timeout,
             closing: AtomicBool::new(false),
+            heard: LastHeard::new(),
         });
         let (sink, stream) = socket.split();
         tokio::spawn(write_loop(connection.clone(), sink, outgoing_rx));
@@ -188,6 +191,8 @@ struct WsConnection {
     death: DeathSignal,
     ack_timeout: Duration,
     closing: AtomicBool,
+    /// When the last frame of any kind arrived.
+    heard: LastHeard,
 }
 
 impl std::fmt::Debug for WsConnection {
@@ -265,6 +270,10 @@ impl Connection for WsConnection {
         self.death.reason().is_some()
     }
 
+    fn last_heard(&self) -> Option<std::time::Instant> {
+        Some(self.heard.at())
+    }
+
     fn close(&self, reason: &str) {
         self.kill(reason);
         if !self.closing.swap(true, Ordering::AcqRel) {
@@ -321,8 +330,14 @@ async fn read_loop(
                 break "server closed the connection".to_owned()
             }
             Ok(Some(Err(err))) => break format!("transport error: {err}"),
-            Ok(Some(Ok(Frame::Text(text)))) => text,
-            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Ok(Frame::Text(text)))) => {
+                conn.heard.now();
+                text
+            }
+            Ok(Some(Ok(_))) => {
+                conn.heard.now();
+                continue;
+            }
         };
         if let Some(reason) = handle_packet(&conn, text.as_str(), &inbound) {
             break reason;
