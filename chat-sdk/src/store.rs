@@ -127,7 +127,11 @@ impl Store {
         // with the same client_id and let the server deduplicate.
         let queued = serde_json::to_string(&MessageState::Queued).map_err(corrupt)?;
         conn.execute(
-            "UPDATE outbox SET kind = 'queued', state = ?1 WHERE kind = 'sending'",
+            concat!(
+                "UPDATE outbox SET kind = 'queued', state = ?1 WHERE ",
+                unsent!(),
+                " AND kind = 'sending'"
+            ),
             params![queued],
         )?;
         Ok(Self {
