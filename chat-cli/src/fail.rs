@@ -72,7 +72,9 @@ impl From<SendError> for Fail {
     fn from(err: SendError) -> Self {
         match err {
             SendError::Invalid(_) => Self::usage(err.to_string()),
-            SendError::OutboxFull { .. } | SendError::Store(_) => Self::failed(err.to_string()),
+            SendError::OutboxFull { .. } | SendError::Store(_) | SendError::NotDurable { .. } => {
+                Self::failed(err.to_string())
+            }
         }
     }
 }

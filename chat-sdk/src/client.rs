@@ -437,12 +437,18 @@ impl Client {
             });
         }
         inner.emit(ChatEvent::Queued(message.clone()));
+        // The flusher may put the message on the wire while the disk confirms it: the
+        // network round trip and the fsync overlap instead of adding up.
         outbox::trigger(inner);
         if lock(&inner.typing).contains_key(room) {
             let inner = inner.clone();
             let room = room.clone();
             tokio::spawn(async move { typing::stop(&inner, &room).await });
         }
+        wait_for_disk(|| inner.store.sync()).map_err(|source| SendError::NotDurable {
+            client_id: message.client_id,
+            source,
+        })?;
         Ok(message.client_id)
     }
 
@@ -744,6 +750,9 @@ impl Client {
             state: MessageState::Queued,
         });
         outbox::trigger(inner);
+        // The delete and the insert are two commits: both reach the disk before this
+        // returns, so a power cut cannot keep the first without the second.
+        wait_for_disk(|| inner.store.sync())?;
         Ok(())
     }
 
@@ -767,6 +776,8 @@ impl Client {
             });
         }
         inner.store.delete(id)?;
+        // A discard lost to a power cut would bring the message back, and it would be sent.
+        wait_for_disk(|| inner.store.sync())?;
         Ok(())
     }
 
@@ -841,6 +852,18 @@ impl Client {
             .filter(|(_, view)| view.joined)
             .map(|(room, view)| (room.clone(), view.last_seq))
             .collect()
+    }
+}
+
+/// Runs `wait`, a wait for the disk, without holding up the calling runtime worker's other
+/// tasks: on a multi-threaded runtime they (the flusher just woken among them) move to
+/// another thread meanwhile. Elsewhere (a current-thread runtime, no runtime) it just runs.
+fn wait_for_disk<T>(wait: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
     }
 }
 

@@ -15,6 +15,9 @@ pub enum StoreError {
     /// A row could not be decoded (the file was written by an incompatible version or edited).
     #[error("store holds an unreadable row: {0}")]
     Corrupt(String),
+    /// The store's files could not be opened or synced.
+    #[error("store file: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// A failure of the transport: the link to the server, not the server's answer.
@@ -88,6 +91,16 @@ pub enum SendError {
     /// The message could not be written to the store; it was not queued.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The message is queued and will be sent like any other (its status events follow),
+    /// but the disk did not confirm the write: it survives a crash of the process, maybe
+    /// not a power cut. Do not send it again; a new `send` would be a second message.
+    #[error("message {client_id} is queued but the disk did not confirm it: {source}")]
+    NotDurable {
+        /// The queued message.
+        client_id: ClientId,
+        /// What the disk reported.
+        source: StoreError,
+    },
 }
 
 /// Why a request to the server (join, sync, read, presence, …) failed.

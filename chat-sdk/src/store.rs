@@ -2,14 +2,17 @@
 //!
 //! It holds the outbox (every outgoing message with its state, in the order it was queued)
 //! and, per room, whether the client joined it and the last contiguous `seq` handed to the
-//! application. A message is committed here, with `synchronous=FULL`, before `send`
-//! returns, so neither a crash nor a power cut after `send` loses it; later state changes
-//! and positions are committed with `synchronous=NORMAL` (they survive a crash; a power cut
-//! may roll back the last ones, which costs a resend or a re-delivery, never a loss). On
+//! application. Every commit uses `synchronous=NORMAL`: it survives a crash of the process
+//! at once. A new message is then made safe from a power cut too by [`Store::sync`], an
+//! fsync of the write-ahead log that `send` waits for before it returns. The fsync runs
+//! outside the store's lock, so the flusher can already put the message on the wire (and
+//! the receive loop keep writing positions) while the disk confirms it. State changes and
+//! positions are never synced on their own: a power cut may roll back the last ones, which
+//! costs a resend or a re-delivery, never a loss. On
 //! reopen, messages left `Sending` go back to `Queued` with the same `client_id`, and the
 //! server's deduplication makes the resend harmless.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use chat_protocol::{ClientId, RoomId, Seq};
@@ -71,6 +74,19 @@ pub(crate) struct StoredRoom {
 #[derive(Debug)]
 pub(crate) struct Store {
     conn: Mutex<rusqlite::Connection>,
+    durability: Durability,
+}
+
+/// How a committed insert is made safe from a power cut.
+#[derive(Debug)]
+enum Durability {
+    /// Write-ahead logging: [`Store::sync`] fsyncs this log file, outside the lock.
+    Wal(PathBuf),
+    /// Another journal mode (the file system refused WAL): the insert's commit itself
+    /// waits for the disk, with `synchronous=FULL`.
+    InCommit,
+    /// An in-memory store: nothing survives a crash, nothing to sync.
+    Memory,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -108,20 +124,28 @@ impl Store {
     /// Opens (creating if needed) the store at `path`.
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = rusqlite::Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // State changes need not survive a power cut (a lost `Sent` means one resend, which
-        // the server deduplicates); only `insert` raises this to FULL for its commit.
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        // Commits need not wait for the disk: `sync` makes a new message durable, and a
+        // state change lost to a power cut costs one resend, which the server deduplicates.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Self::init(conn)
+        let durability = if mode.eq_ignore_ascii_case("wal") {
+            let mut log = path.as_os_str().to_owned();
+            log.push("-wal");
+            Durability::Wal(PathBuf::from(log))
+        } else {
+            Durability::InCommit
+        };
+        Self::init(conn, durability)
     }
 
     /// A store that lives only in memory.
     pub(crate) fn in_memory() -> Result<Self, StoreError> {
-        Self::init(rusqlite::Connection::open_in_memory()?)
+        Self::init(rusqlite::Connection::open_in_memory()?, Durability::Memory)
     }
 
-    fn init(conn: rusqlite::Connection) -> Result<Self, StoreError> {
+    fn init(conn: rusqlite::Connection, durability: Durability) -> Result<Self, StoreError> {
         conn.execute_batch(SCHEMA)?;
         // A message left `Sending` by a crash was maybe stored, maybe not: send it again
         // with the same client_id and let the server deduplicate.
@@ -136,6 +160,7 @@ impl Store {
         )?;
         Ok(Self {
             conn: Mutex::new(conn),
+            durability,
         })
     }
 
@@ -148,19 +173,36 @@ impl Store {
     }
 
     /// Adds a message if the number of unsent (queued, sending or failed) messages is below
-    /// `capacity`; returns false when full. Check and insert are one transaction.
+    /// `capacity`; returns false when full. Check and insert are one transaction. Once this
+    /// returns the message survives a crash of the process and the flusher may send it;
+    /// [`Store::sync`] makes it survive a power cut.
     pub(crate) fn insert(
         &self,
         message: &OutgoingMessage,
         capacity: usize,
     ) -> Result<bool, StoreError> {
         let mut conn = self.lock();
-        // This commit is the promise `send` makes, so it alone waits for the disk; the
-        // fsync also covers the earlier NORMAL commits in the same log.
+        if !matches!(self.durability, Durability::InCommit) {
+            return Self::insert_within_capacity(&mut conn, message, capacity);
+        }
         conn.pragma_update(None, "synchronous", "FULL")?;
         let inserted = Self::insert_within_capacity(&mut conn, message, capacity);
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         inserted
+    }
+
+    /// Waits until every commit made so far is on disk: an fsync of the write-ahead log,
+    /// taken without the store's lock so other calls go on meanwhile. The log is opened by
+    /// its path each time: while this store is open no other connection may remove it.
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        match &self.durability {
+            Durability::Wal(log) => {
+                let file = std::fs::OpenOptions::new().write(true).open(log)?;
+                file.sync_data()?;
+                Ok(())
+            }
+            Durability::InCommit | Durability::Memory => Ok(()),
+        }
     }
 
     fn insert_within_capacity(

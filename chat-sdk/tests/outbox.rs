@@ -229,6 +229,41 @@ async fn a_full_outbox_is_a_clear_error() {
     client.close().await;
 }
 
+/// `send` waits for the disk on a runtime worker; on a multi-threaded runtime it does so
+/// without stalling the worker, and a write the disk does not confirm (here: the log file
+/// is gone from the directory) is reported as such while the message is still delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_the_disk_does_not_confirm_is_reported_and_still_delivered_once() {
+    let server = TestServer::start().await.expect("server starts");
+    let general = room("general");
+    let (bob, mut bob_events) = connect(&server, &server.url(), "bob").await;
+    bob.join(&general).await.expect("bob joins");
+    let store = server.temp_path("alice.db");
+    let (alice, mut alice_events) = builder(&server.url(), server.token("alice"))
+        .store_path(&store)
+        .connect()
+        .await
+        .expect("alice connects");
+    alice.join(&general).await.expect("alice joins");
+
+    let confirmed = alice.send(&general, "on disk").expect("queued and synced");
+    let mut log = store.into_os_string();
+    log.push("-wal");
+    std::fs::remove_file(&log).expect("the store keeps a write-ahead log");
+    let unconfirmed = match alice.send(&general, "not confirmed") {
+        Err(SendError::NotDurable { client_id, .. }) => client_id,
+        other => panic!("expected NotDurable, got {other:?}"),
+    };
+    assert_ne!(confirmed, unconfirmed);
+
+    let bodies = vec!["on disk".to_owned(), "not confirmed".to_owned()];
+    let got = collect_messages(&mut bob_events, &general, bodies.len()).await;
+    assert_exactly_once_in_order(&got, &bodies, 1);
+    assert_eq!(got[1].client_id, unconfirmed);
+    wait_until(&mut alice_events, || all_acked(&alice)).await;
+    alice.close().await;
+}
+
 #[tokio::test]
 async fn a_message_past_its_time_to_live_fails_as_expired() {
     let (client, mut events) = Client::builder("http://127.0.0.1:9", "token")
