@@ -26,7 +26,9 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::{parse_connect_error, ConnectRequest, Connection, DeathSignal, Inbound, Transport};
+use super::{
+    parse_connect_error, ConnectRequest, Connection, DeathSignal, Inbound, LastHeard, Transport,
+};
 use crate::error::TransportError;
 
 /// The text rust_socketio puts before the data of a Socket.IO `CONNECT_ERROR` packet.
@@ -96,6 +98,9 @@ impl Transport for SocketIoTransport {
         let (handshake, mut handshake_rx) = watch::channel(None);
         let handshake = Arc::new(handshake);
         let (inbound_tx, inbound_rx) = mpsc::channel(request.inbound_capacity.max(1));
+        // rust_socketio answers heartbeats itself and shows none of them: only events and
+        // acks count as heard.
+        let heard = Arc::new(LastHeard::new());
 
         let on_connect = {
             let handshake = handshake.clone();
@@ -136,7 +141,9 @@ impl Transport for SocketIoTransport {
         };
         let on_any = {
             let death = death.clone();
+            let heard = heard.clone();
             move |event: Event, payload: Payload, _: SioClient| {
+                heard.now();
                 if let Event::Custom(name) = event {
                     let payload = match payload_value(payload) {
                         Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
@@ -178,6 +185,7 @@ impl Transport for SocketIoTransport {
             in_flight: tokio::sync::Mutex::new(()),
             ack_timeout: request.ack_timeout,
             disconnected: AtomicBool::new(false),
+            heard,
         });
 
         let outcome = tokio::time::timeout_at(deadline, handshake_rx.wait_for(Option::is_some))
@@ -207,6 +215,8 @@ struct SioConnection {
     in_flight: tokio::sync::Mutex<()>,
     ack_timeout: Duration,
     disconnected: AtomicBool,
+    /// When the last event or ack arrived.
+    heard: Arc<LastHeard>,
 }
 
 impl std::fmt::Debug for SioConnection {
@@ -226,8 +236,10 @@ impl Connection for SioConnection {
         }
         let (tx, rx) = oneshot::channel::<Payload>();
         let slot = Arc::new(Mutex::new(Some(tx)));
+        let heard = self.heard.clone();
         let callback = move |payload: Payload, _: SioClient| {
             // The callback runs under rust_socketio's ack-list lock: only hand the payload on.
+            heard.now();
             if let Ok(mut slot) = slot.lock() {
                 if let Some(tx) = slot.take() {
                     let _ = tx.send(payload);
@@ -274,6 +286,10 @@ impl Connection for SioConnection {
 
     fn is_closed(&self) -> bool {
         self.death.reason().is_some()
+    }
+
+    fn last_heard(&self) -> Option<std::time::Instant> {
+        Some(self.heard.at())
     }
 
     fn close(&self, reason: &str) {
