@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -437,15 +438,19 @@ impl Client {
             });
         }
         inner.emit(ChatEvent::Queued(message.clone()));
-        // The flusher may put the message on the wire while the disk confirms it: the
-        // network round trip and the fsync overlap instead of adding up.
-        outbox::trigger(inner);
         if lock(&inner.typing).contains_key(room) {
             let inner = inner.clone();
             let room = room.clone();
             tokio::spawn(async move { typing::stop(&inner, &room).await });
         }
-        wait_for_disk(|| inner.store.sync()).map_err(|source| SendError::NotDurable {
+        if !inner.store.needs_sync() {
+            outbox::trigger(inner);
+            return Ok(message.client_id);
+        }
+        // The flusher may put the message on the wire while the disk confirms it: the
+        // network round trip and the fsync overlap instead of adding up.
+        let _flusher = FlusherStart::from_another_thread(inner);
+        inner.store.sync().map_err(|source| SendError::NotDurable {
             client_id: message.client_id,
             source,
         })?;
@@ -752,7 +757,7 @@ impl Client {
         outbox::trigger(inner);
         // The delete and the insert are two commits: both reach the disk before this
         // returns, so a power cut cannot keep the first without the second.
-        wait_for_disk(|| inner.store.sync())?;
+        inner.store.sync()?;
         Ok(())
     }
 
@@ -777,7 +782,7 @@ impl Client {
         }
         inner.store.delete(id)?;
         // A discard lost to a power cut would bring the message back, and it would be sent.
-        wait_for_disk(|| inner.store.sync())?;
+        inner.store.sync()?;
         Ok(())
     }
 
@@ -855,15 +860,42 @@ impl Client {
     }
 }
 
-/// Runs `wait`, a wait for the disk, without holding up the calling runtime worker's other
-/// tasks: on a multi-threaded runtime they (the flusher just woken among them) move to
-/// another thread meanwhile. Elsewhere (a current-thread runtime, no runtime) it just runs.
-fn wait_for_disk<T>(wait: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(wait)
+/// Starts the outbox flusher from a blocking-pool thread of the runtime, so it can run
+/// while the calling thread waits for the disk. Spawned from this thread, it would wait for
+/// it: on a multi-threaded runtime a task spawned by a worker goes to that worker's
+/// next-task slot, which other workers do not steal from. If the pool has not got to it
+/// by the time this value is dropped (an application's long blocking jobs can keep the
+/// pool busy), the flusher starts from here then; it starts exactly once.
+struct FlusherStart {
+    inner: Arc<Inner>,
+    started: Arc<AtomicBool>,
+}
+
+impl FlusherStart {
+    fn from_another_thread(inner: &Arc<Inner>) -> Self {
+        let started = Arc::new(AtomicBool::new(false));
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+                let (inner, started) = (inner.clone(), started.clone());
+                drop(handle.spawn_blocking(move || {
+                    if !started.swap(true, Ordering::AcqRel) {
+                        outbox::trigger(&inner);
+                    }
+                }));
+            }
         }
-        _ => wait(),
+        Self {
+            inner: inner.clone(),
+            started,
+        }
+    }
+}
+
+impl Drop for FlusherStart {
+    fn drop(&mut self) {
+        if !self.started.swap(true, Ordering::AcqRel) {
+            outbox::trigger(&self.inner);
+        }
     }
 }
 

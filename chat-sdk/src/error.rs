@@ -92,13 +92,13 @@ pub enum SendError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The message is queued and will be sent like any other (its status events follow),
-    /// but the disk did not confirm the write: it survives a crash of the process, maybe
-    /// not a power cut. Do not send it again; a new `send` would be a second message.
+    /// but its write could not be confirmed on disk: it survives a crash of the process,
+    /// maybe not a power cut. Do not send it again; a new `send` would be a second message.
     #[error("message {client_id} is queued but the disk did not confirm it: {source}")]
     NotDurable {
         /// The queued message.
         client_id: ClientId,
-        /// What the disk reported.
+        /// Why: the fsync failed, or the store's log file was removed or replaced.
         source: StoreError,
     },
 }

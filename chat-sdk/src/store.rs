@@ -8,9 +8,10 @@
 //! outside the store's lock, so the flusher can already put the message on the wire (and
 //! the receive loop keep writing positions) while the disk confirms it. State changes and
 //! positions are never synced on their own: a power cut may roll back the last ones, which
-//! costs a resend or a re-delivery, never a loss. On
-//! reopen, messages left `Sending` go back to `Queued` with the same `client_id`, and the
-//! server's deduplication makes the resend harmless.
+//! costs a resend or a re-delivery, never a loss. (On a file system that refuses WAL, every
+//! commit waits for the disk instead.) On reopen, messages left `Sending` go back to
+//! `Queued` with the same `client_id`, and the server's deduplication makes the resend
+//! harmless.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -77,16 +78,56 @@ pub(crate) struct Store {
     durability: Durability,
 }
 
-/// How a committed insert is made safe from a power cut.
+/// How a commit is made safe from a power cut.
 #[derive(Debug)]
 enum Durability {
-    /// Write-ahead logging: [`Store::sync`] fsyncs this log file, outside the lock.
-    Wal(PathBuf),
-    /// Another journal mode (the file system refused WAL): the insert's commit itself
-    /// waits for the disk, with `synchronous=FULL`.
+    /// Write-ahead logging: [`Store::sync`] fsyncs the log, outside the lock.
+    Wal(WriteAheadLog),
+    /// Another journal mode (the file system refused WAL): every commit waits for the
+    /// disk itself (`synchronous=EXTRA`), so there is nothing left to sync.
     InCommit,
     /// An in-memory store: nothing survives a crash, nothing to sync.
     Memory,
+}
+
+/// The store's write-ahead log, held open from the start so an fsync reports every write
+/// error since then, whichever handle's write it was.
+#[derive(Debug)]
+struct WriteAheadLog {
+    /// Where SQLite keeps it: the database's path as SQLite resolved it, plus `-wal`.
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl WriteAheadLog {
+    fn open(conn: &rusqlite::Connection) -> Result<Self, StoreError> {
+        let database = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| corrupt("the store's database has no file name"))?;
+        let path = PathBuf::from(format!("{database}-wal"));
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        Ok(Self { path, file })
+    }
+
+    /// Flushes the log to disk, and checks that it is still the file SQLite will recover
+    /// from after a crash (a log removed or replaced under a running store is not).
+    fn sync(&self) -> Result<(), StoreError> {
+        self.file.sync_data()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let held = self.file.metadata()?;
+            let at_path = std::fs::metadata(&self.path)?;
+            if (held.dev(), held.ino()) != (at_path.dev(), at_path.ino()) {
+                return Err(StoreError::Io(std::io::Error::other(format!(
+                    "{} was replaced while the store was open",
+                    self.path.display()
+                ))));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -126,26 +167,34 @@ impl Store {
         let conn = rusqlite::Connection::open(path)?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-        // Commits need not wait for the disk: `sync` makes a new message durable, and a
-        // state change lost to a power cut costs one resend, which the server deduplicates.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let wal = mode.eq_ignore_ascii_case("wal");
+        // With a log, commits need not wait for the disk: `sync` makes a new message
+        // durable, and a state change lost to a power cut costs one resend, which the
+        // server deduplicates. Without one, every commit waits.
+        conn.pragma_update(None, "synchronous", if wal { "NORMAL" } else { "EXTRA" })?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let durability = if mode.eq_ignore_ascii_case("wal") {
-            let mut log = path.as_os_str().to_owned();
-            log.push("-wal");
-            Durability::Wal(PathBuf::from(log))
+        let conn = Self::init(conn)?;
+        let durability = if wal {
+            Durability::Wal(WriteAheadLog::open(&conn)?)
         } else {
             Durability::InCommit
         };
-        Self::init(conn, durability)
+        Ok(Self {
+            conn: Mutex::new(conn),
+            durability,
+        })
     }
 
     /// A store that lives only in memory.
     pub(crate) fn in_memory() -> Result<Self, StoreError> {
-        Self::init(rusqlite::Connection::open_in_memory()?, Durability::Memory)
+        Ok(Self {
+            conn: Mutex::new(Self::init(rusqlite::Connection::open_in_memory()?)?),
+            durability: Durability::Memory,
+        })
     }
 
-    fn init(conn: rusqlite::Connection, durability: Durability) -> Result<Self, StoreError> {
+    /// Creates or migrates the schema; resets messages a crash left `Sending`.
+    fn init(conn: rusqlite::Connection) -> Result<rusqlite::Connection, StoreError> {
         conn.execute_batch(SCHEMA)?;
         // A message left `Sending` by a crash was maybe stored, maybe not: send it again
         // with the same client_id and let the server deduplicate.
@@ -158,10 +207,7 @@ impl Store {
             ),
             params![queued],
         )?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-            durability,
-        })
+        Ok(conn)
     }
 
     fn lock(&self) -> MutexGuard<'_, rusqlite::Connection> {
@@ -181,26 +227,21 @@ impl Store {
         message: &OutgoingMessage,
         capacity: usize,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.lock();
-        if !matches!(self.durability, Durability::InCommit) {
-            return Self::insert_within_capacity(&mut conn, message, capacity);
-        }
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        let inserted = Self::insert_within_capacity(&mut conn, message, capacity);
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        inserted
+        Self::insert_within_capacity(&mut self.lock(), message, capacity)
+    }
+
+    /// Whether [`Store::sync`] has anything to do.
+    pub(crate) fn needs_sync(&self) -> bool {
+        matches!(self.durability, Durability::Wal(_))
     }
 
     /// Waits until every commit made so far is on disk: an fsync of the write-ahead log,
-    /// taken without the store's lock so other calls go on meanwhile. The log is opened by
-    /// its path each time: while this store is open no other connection may remove it.
+    /// taken without the store's lock so other calls go on meanwhile. (No other connection
+    /// removes the log while this one is open: SQLite deletes it only when it can lock the
+    /// database exclusively.)
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
         match &self.durability {
-            Durability::Wal(log) => {
-                let file = std::fs::OpenOptions::new().write(true).open(log)?;
-                file.sync_data()?;
-                Ok(())
-            }
+            Durability::Wal(log) => log.sync(),
             Durability::InCommit | Durability::Memory => Ok(()),
         }
     }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_sdk::chat_protocol::{ClientId, ErrorCode};
-use chat_sdk::{ChatEvent, Client, FailureReason, MessageState, Milestone, SendError, WaitError};
+use chat_sdk::{
+    ChatEvent, Client, Events, FailureReason, MessageState, Milestone, SendError, WaitError,
+};
 use chat_testkit::{Relay, TestServer};
 use common::transport::CountingTransport;
 use common::*;
@@ -229,22 +231,47 @@ async fn a_full_outbox_is_a_clear_error() {
     client.close().await;
 }
 
-/// `send` waits for the disk on a runtime worker; on a multi-threaded runtime it does so
-/// without stalling the worker, and a write the disk does not confirm (here: the log file
-/// is gone from the directory) is reported as such while the message is still delivered.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_send_the_disk_does_not_confirm_is_reported_and_still_delivered_once() {
-    let server = TestServer::start().await.expect("server starts");
+/// Two clients in `general`: alice with her outbox in the file `store`, and bob.
+struct AliceAndBob {
+    alice: Client,
+    alice_events: Events,
+    /// Bob stays connected while this is held: bind it (`bob: _bob`) when destructuring.
+    bob: Client,
+    bob_events: Events,
+}
+
+async fn alice_and_bob_in_general(server: &TestServer, store: &std::path::Path) -> AliceAndBob {
     let general = room("general");
-    let (bob, mut bob_events) = connect(&server, &server.url(), "bob").await;
+    let (bob, bob_events) = connect(server, &server.url(), "bob").await;
     bob.join(&general).await.expect("bob joins");
-    let store = server.temp_path("alice.db");
-    let (alice, mut alice_events) = builder(&server.url(), server.token("alice"))
-        .store_path(&store)
+    let (alice, alice_events) = builder(&server.url(), server.token("alice"))
+        .store_path(store)
         .connect()
         .await
         .expect("alice connects");
     alice.join(&general).await.expect("alice joins");
+    AliceAndBob {
+        alice,
+        alice_events,
+        bob,
+        bob_events,
+    }
+}
+
+/// A write the disk cannot confirm (here: the log file SQLite would recover from is gone
+/// from the directory) is reported as such, and the message is still delivered, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_the_disk_does_not_confirm_is_reported_and_still_delivered_once() {
+    let server = TestServer::start().await.expect("server starts");
+    let general = room("general");
+    let store = server.temp_path("alice.db");
+    let AliceAndBob {
+        alice,
+        mut alice_events,
+        mut bob_events,
+        bob: _bob,
+        ..
+    } = alice_and_bob_in_general(&server, &store).await;
 
     let confirmed = alice.send(&general, "on disk").expect("queued and synced");
     let mut log = store.into_os_string();
@@ -261,6 +288,67 @@ async fn a_send_the_disk_does_not_confirm_is_reported_and_still_delivered_once()
     assert_exactly_once_in_order(&got, &bodies, 1);
     assert_eq!(got[1].client_id, unconfirmed);
     wait_until(&mut alice_events, || all_acked(&alice)).await;
+    alice.close().await;
+}
+
+/// An application that runs the client inside a `LocalSet` on a multi-threaded runtime (as
+/// `#[tokio::main]` with `!Send` futures does) can send: waiting for the disk must not need
+/// anything the `LocalSet` forbids.
+#[test]
+fn sending_from_a_local_set_on_a_multi_threaded_runtime_works() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let server = TestServer::start().await.expect("server starts");
+        let general = room("general");
+        let AliceAndBob {
+            alice,
+            mut bob_events,
+            bob: _bob,
+            ..
+        } = alice_and_bob_in_general(&server, &server.temp_path("alice.db")).await;
+        let sent = tokio::task::spawn_local(async move {
+            let id = alice.send(&general, "from a local set").expect("queued");
+            (alice, id)
+        });
+        let (alice, id) = sent.await.expect("the local task ran");
+        let got = collect_messages(&mut bob_events, &room("general"), 1).await;
+        assert_eq!(got[0].client_id, id);
+        alice.close().await;
+    });
+}
+
+#[cfg(unix)]
+/// The store may be reached through a symbolic link: the log that `send` syncs is the one
+/// SQLite writes, next to the real file, not a stale file next to the link.
+#[tokio::test]
+async fn a_store_reached_through_a_symbolic_link_syncs_the_real_log() {
+    let server = TestServer::start().await.expect("server starts");
+    let general = room("general");
+    let real = server.temp_path("real.db");
+    let link = server.temp_path("link.db");
+    std::fs::write(&real, b"").expect("an empty database file");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let AliceAndBob {
+        alice,
+        mut bob_events,
+        bob: _bob,
+        ..
+    } = alice_and_bob_in_general(&server, &link).await;
+    let id = alice.send(&general, "through a link").expect("synced");
+    let mut real_log = real.into_os_string();
+    real_log.push("-wal");
+    std::fs::remove_file(&real_log).expect("the log sits next to the real file");
+    match alice.send(&general, "log gone") {
+        Err(SendError::NotDurable { .. }) => {}
+        other => panic!("the real log was not the one synced: {other:?}"),
+    }
+    let got = collect_messages(&mut bob_events, &general, 2).await;
+    assert_eq!(got[0].client_id, id);
     alice.close().await;
 }
 

@@ -12,7 +12,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use chat_sdk::{ChatEvent, Client, ConnectionState, Events};
+use chat_sdk::{ChatEvent, Client, ConnectionState, Events, SendError};
 use crossterm::event::{Event, EventStream, KeyCode, KeyEventKind, KeyModifiers};
 use futures_util::StreamExt;
 use tokio::io::AsyncBufReadExt;
@@ -96,6 +96,9 @@ fn send_line(client: &Client, view: &View, text: &str) -> Option<String> {
     }
     match client.send(&view_room(view), text) {
         Ok(_) => None,
+        Err(SendError::NotDurable { source, .. }) => Some(format!(
+            "  ! queued, but the disk did not confirm it (do not type it again): {source}"
+        )),
         Err(err) => Some(format!("  ✗ not sent: {err}")),
     }
 }

@@ -10,7 +10,7 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use chat_protocol::{Body, ClientId};
-use chat_sdk::{ChatEvent, ConnectionState, MessageState};
+use chat_sdk::{ChatEvent, ConnectionState, MessageState, SendError};
 use tokio::time::Instant;
 
 use super::{ensure_joined, out};
@@ -99,7 +99,16 @@ async fn send(
     let mut states: HashMap<ClientId, MessageState> = HashMap::new();
     let mut order = Vec::new();
     for text in texts {
-        let id = client.send(&args.room, text)?;
+        let id = match client.send(&args.room, text) {
+            Ok(id) => id,
+            // Queued and on its way, only not confirmed on disk: sending it again would
+            // make a second message, so go on and report it like any other.
+            Err(SendError::NotDurable { client_id, source }) => {
+                eprintln!("chat: message {client_id} is queued, but the disk did not confirm it: {source}");
+                client_id
+            }
+            Err(err) => return Err(err.into()),
+        };
         states.insert(id, MessageState::Queued);
         order.push(id);
     }
