@@ -393,7 +393,10 @@ impl Client {
     /// Queues `text` for `room` and returns its id. The message is on disk when this
     /// returns; it is sent as soon as (and whenever) the connection allows, exactly once,
     /// after every earlier message of this client. Its progress arrives as
-    /// [`ChatEvent::Status`] events.
+    /// [`ChatEvent::Status`] events — the first ones possibly before this returns, since
+    /// the message may go out while the disk confirms it. This call blocks its thread for
+    /// that confirmation (one fsync). [`SendError::NotDurable`] means the message is queued
+    /// but the confirmation failed: do not send it again.
     ///
     /// ```no_run
     /// # fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -718,7 +721,8 @@ impl Client {
     }
 
     /// Puts a failed message back in the queue (same `client_id`, so it is still stored at
-    /// most once).
+    /// most once). Returns once that is on disk; if the disk cannot confirm it,
+    /// [`OutboxError::Store`] comes back although the message is already queued again.
     ///
     /// ```no_run
     /// # fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -762,7 +766,9 @@ impl Client {
     }
 
     /// Removes a message that is not in flight (queued, failed, or already acknowledged).
-    /// A discarded queued message is never sent.
+    /// A discarded queued message is never sent. Returns once that is on disk; if the disk
+    /// cannot confirm it, [`OutboxError::Store`] comes back although the message is already
+    /// gone.
     ///
     /// ```no_run
     /// # fn demo(client: chat_sdk::Client, id: chat_sdk::chat_protocol::ClientId) -> Result<(), Box<dyn std::error::Error>> {
