@@ -1,5 +1,6 @@
-//! Load through the chat SDK: each client sends on its schedule with `Client::send` (which
-//! returns once the message is in the outbox) and records what its application receives.
+//! Load through the chat SDK: each client sends on its schedule with `Client::send_async`
+//! (which returns once the message is in the outbox on disk, without blocking a runtime
+//! thread for the fsync) and records what its application receives.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -117,7 +118,7 @@ impl SdkClient {
                 }
                 Some((number, at)) = due.recv() => {
                     let stamp = record.stamp(&live, at, number);
-                    match self.client.send(&self.room_id, stamp.encode()) {
+                    match self.client.send_async(&self.room_id, stamp.encode()).await {
                         Ok(id) => {
                             in_flight.insert(id, (number, stamp.actual_us));
                         }

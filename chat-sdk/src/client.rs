@@ -418,7 +418,62 @@ impl Client {
         self.send_message(room, text, Some(reply_to))
     }
 
+    /// Like [`Client::send`], but waits for the disk without blocking the thread: the fsync
+    /// runs on the runtime's blocking pool while this task yields, so the outbox (and every
+    /// other task) keeps running. The message is queued, in order, when the returned
+    /// future is first polled; if the future is dropped after that, the message stays
+    /// queued (its id arrives in [`ChatEvent::Queued`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let id = client.send_async(&"general".parse()?, "hello").await?;
+    /// println!("queued {id}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_async(
+        &self,
+        room: &RoomId,
+        text: impl Into<String>,
+    ) -> Result<ClientId, SendError> {
+        let inner = self.inner();
+        let client_id = self.queue(room, text, None)?;
+        outbox::trigger(inner);
+        if !inner.store.needs_sync() {
+            return Ok(client_id);
+        }
+        let store = inner.clone();
+        let synced = tokio::task::spawn_blocking(move || store.store.sync())
+            .await
+            .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped.to_string()).into()));
+        synced.map_err(|source| SendError::NotDurable { client_id, source })?;
+        Ok(client_id)
+    }
+
     fn send_message(
+        &self,
+        room: &RoomId,
+        text: impl Into<String>,
+        reply_to: Option<Seq>,
+    ) -> Result<ClientId, SendError> {
+        let inner = self.inner();
+        let client_id = self.queue(room, text, reply_to)?;
+        if !inner.store.needs_sync() {
+            outbox::trigger(inner);
+            return Ok(client_id);
+        }
+        // The flusher may put the message on the wire while the disk confirms it: the
+        // network round trip and the fsync overlap instead of adding up.
+        let _flusher = FlusherStart::from_another_thread(inner);
+        inner
+            .store
+            .sync()
+            .map_err(|source| SendError::NotDurable { client_id, source })?;
+        Ok(client_id)
+    }
+
+    /// Commits a new message to the outbox and announces it; the caller starts the outbox
+    /// and waits for the disk.
+    fn queue(
         &self,
         room: &RoomId,
         text: impl Into<String>,
@@ -446,17 +501,6 @@ impl Client {
             let room = room.clone();
             tokio::spawn(async move { typing::stop(&inner, &room).await });
         }
-        if !inner.store.needs_sync() {
-            outbox::trigger(inner);
-            return Ok(message.client_id);
-        }
-        // The flusher may put the message on the wire while the disk confirms it: the
-        // network round trip and the fsync overlap instead of adding up.
-        let _flusher = FlusherStart::from_another_thread(inner);
-        inner.store.sync().map_err(|source| SendError::NotDurable {
-            client_id: message.client_id,
-            source,
-        })?;
         Ok(message.client_id)
     }
 

@@ -40,7 +40,8 @@
 //! |---|---|
 //! | start, waiting for the first connection (typed error on a refused token) | [`ClientBuilder::connect`] |
 //! | start offline-first (queue now, send when the server is reachable) | [`ClientBuilder::start`] |
-//! | send; reply | [`Client::send`], [`Client::reply`] — return the message's `client_id` |
+//! | send; reply | [`Client::send`], [`Client::reply`] — return the message's `client_id` once it is on disk |
+//! | send without blocking the thread for the disk | [`Client::send_async`] — the fsync runs on the blocking pool |
 //! | wait for one message to be sent / delivered / read | [`Client::wait_for`] with a [`Milestone`] |
 //! | follow everything (messages, statuses, receipts, typing, presence, members, connection) | the [`Events`] stream |
 //! | keep up with a busy stream in batches (one position write per batch) | [`Events::recv_many`] |

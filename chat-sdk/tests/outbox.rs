@@ -291,6 +291,42 @@ async fn a_send_the_disk_does_not_confirm_is_reported_and_still_delivered_once()
     alice.close().await;
 }
 
+/// `send_async` waits for the disk on the blocking pool instead of the calling thread; mixed
+/// with `send`, messages still go out in the order they were queued, and a write the disk
+/// cannot confirm is reported the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_async_keeps_the_queue_order_and_reports_an_unconfirmed_write() {
+    let server = TestServer::start().await.expect("server starts");
+    let general = room("general");
+    let store = server.temp_path("alice.db");
+    let AliceAndBob {
+        alice,
+        mut bob_events,
+        bob: _bob,
+        ..
+    } = alice_and_bob_in_general(&server, &store).await;
+    let mut bodies: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    for (i, body) in bodies.iter().enumerate() {
+        let queued = if i % 2 == 0 {
+            alice.send_async(&general, body.clone()).await
+        } else {
+            alice.send(&general, body.clone())
+        };
+        queued.expect("queued and synced");
+    }
+    let mut log = store.into_os_string();
+    log.push("-wal");
+    std::fs::remove_file(&log).expect("the store keeps a write-ahead log");
+    match alice.send_async(&general, "not confirmed").await {
+        Err(SendError::NotDurable { .. }) => {}
+        other => panic!("expected NotDurable, got {other:?}"),
+    }
+    bodies.push("not confirmed".to_owned());
+    let got = collect_messages(&mut bob_events, &general, bodies.len()).await;
+    assert_exactly_once_in_order(&got, &bodies, 1);
+    alice.close().await;
+}
+
 /// An application that runs the client inside a `LocalSet` on a multi-threaded runtime (as
 /// `#[tokio::main]` with `!Send` futures does) can send: waiting for the disk must not need
 /// anything the `LocalSet` forbids.
@@ -313,11 +349,15 @@ fn sending_from_a_local_set_on_a_multi_threaded_runtime_works() {
         } = alice_and_bob_in_general(&server, &server.temp_path("alice.db")).await;
         let sent = tokio::task::spawn_local(async move {
             let id = alice.send(&general, "from a local set").expect("queued");
-            (alice, id)
+            let second = alice
+                .send_async(&general, "and once more")
+                .await
+                .expect("queued");
+            (alice, [id, second])
         });
-        let (alice, id) = sent.await.expect("the local task ran");
-        let got = collect_messages(&mut bob_events, &room("general"), 1).await;
-        assert_eq!(got[0].client_id, id);
+        let (alice, ids) = sent.await.expect("the local task ran");
+        let got = collect_messages(&mut bob_events, &room("general"), 2).await;
+        assert_eq!([got[0].client_id, got[1].client_id], ids);
         alice.close().await;
     });
 }
