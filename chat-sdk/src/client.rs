@@ -490,12 +490,15 @@ impl Client {
             attempts: 0,
             state: MessageState::Queued,
         };
-        if !inner.store.insert(&message, inner.config.outbox_capacity)? {
+        let announce = || inner.emit(ChatEvent::Queued(message.clone()));
+        if !inner
+            .store
+            .insert_announced(&message, inner.config.outbox_capacity, announce)?
+        {
             return Err(SendError::OutboxFull {
                 capacity: inner.config.outbox_capacity,
             });
         }
-        inner.emit(ChatEvent::Queued(message.clone()));
         if lock(&inner.typing).contains_key(room) {
             let inner = inner.clone();
             let room = room.clone();
@@ -796,12 +799,16 @@ impl Client {
         inner.store.delete(id)?;
         requeued.state = MessageState::Queued;
         // Re-inserted at the back of the queue, behind messages queued meanwhile.
-        inner.store.insert(&requeued, usize::MAX)?;
-        inner.emit(ChatEvent::Status {
-            client_id: id,
-            room: requeued.room,
-            state: MessageState::Queued,
-        });
+        let announce = || {
+            inner.emit(ChatEvent::Status {
+                client_id: id,
+                room: requeued.room.clone(),
+                state: MessageState::Queued,
+            })
+        };
+        inner
+            .store
+            .insert_announced(&requeued, usize::MAX, announce)?;
         outbox::trigger(inner);
         // The delete and the insert are two commits: both reach the disk before this
         // returns, so a power cut cannot keep the first without the second.

@@ -218,16 +218,34 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds a message if the number of unsent (queued, sending or failed) messages is below
-    /// `capacity`; returns false when full. Check and insert are one transaction. Once this
-    /// returns the message survives a crash of the process and the flusher may send it;
-    /// [`Store::sync`] makes it survive a power cut.
+    /// `insert_announced` with nothing to announce.
+    #[cfg(test)]
     pub(crate) fn insert(
         &self,
         message: &OutgoingMessage,
         capacity: usize,
     ) -> Result<bool, StoreError> {
-        Self::insert_within_capacity(&mut self.lock(), message, capacity)
+        self.insert_announced(message, capacity, || ())
+    }
+
+    /// Adds a message if the number of unsent (queued, sending or failed) messages is below
+    /// `capacity`; returns false when full. Check and insert are one transaction. Once this
+    /// returns the message survives a crash of the process and the flusher may send it;
+    /// [`Store::sync`] makes it survive a power cut. `announce` runs once the row is
+    /// committed but before any other call can see it, so the application hears of the
+    /// message (`Queued`) before the flusher can send it (`Sending`).
+    pub(crate) fn insert_announced(
+        &self,
+        message: &OutgoingMessage,
+        capacity: usize,
+        announce: impl FnOnce(),
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let inserted = Self::insert_within_capacity(&mut conn, message, capacity)?;
+        if inserted {
+            announce();
+        }
+        Ok(inserted)
     }
 
     /// Whether [`Store::sync`] has anything to do.
