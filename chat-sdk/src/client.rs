@@ -219,6 +219,9 @@ impl ClientBuilder {
         if self.urls.is_empty() || self.urls.iter().any(|u| u.trim().is_empty()) {
             return Err(ConnectError::Config("a server URL is required".into()));
         }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            ConnectError::Config("the client must be started inside a tokio runtime".into())
+        })?;
         let store = match &self.store {
             StoreChoice::Unset => {
                 return Err(ConnectError::Config(
@@ -244,7 +247,7 @@ impl ClientBuilder {
             inbound_capacity: self.inbound_capacity,
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(Inner::new(config, store, self.token, me, tx));
+        let inner = Arc::new(Inner::new(config, runtime, store, self.token, me, tx));
         {
             let mut rooms = lock(&inner.rooms);
             for stored in inner.store.rooms()? {
@@ -265,8 +268,10 @@ impl ClientBuilder {
     }
 
     fn launch(inner: Arc<Inner>, first: Option<supervisor::FirstOutcome>) -> Client {
-        let supervisor = tokio::spawn(supervisor::run(inner.clone(), first));
-        tokio::spawn(supervisor::expiry_ticker(inner.clone()));
+        let supervisor = inner.runtime.spawn(supervisor::run(inner.clone(), first));
+        inner
+            .runtime
+            .spawn(supervisor::expiry_ticker(inner.clone()));
         // Messages left from a previous run may expire or wait for the connection.
         outbox::trigger(&inner);
         Client {
@@ -345,9 +350,10 @@ impl Drop for Handle {
 
 /// A connected (or connecting) chat client.
 ///
-/// All methods are safe to call from many tasks at once. Outgoing messages go through the
-/// persistent outbox; incoming events arrive on the [`Events`] stream returned with the
-/// client.
+/// All methods are safe to call from many tasks at once, and from threads outside the
+/// runtime the client was started on (its tasks always run on that runtime). Outgoing
+/// messages go through the persistent outbox; incoming events arrive on the [`Events`]
+/// stream returned with the client.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -502,7 +508,10 @@ impl Client {
         if lock(&inner.typing).contains_key(room) {
             let inner = inner.clone();
             let room = room.clone();
-            tokio::spawn(async move { typing::stop(&inner, &room).await });
+            inner
+                .runtime
+                .clone()
+                .spawn(async move { typing::stop(&inner, &room).await });
         }
         Ok(message.client_id)
     }
@@ -920,7 +929,8 @@ impl Client {
 /// Starts the outbox flusher from a blocking-pool thread of the runtime, so it can run
 /// while the calling thread waits for the disk. Spawned from this thread, it would wait for
 /// it: on a multi-threaded runtime a task spawned by a worker goes to that worker's
-/// next-task slot, which other workers do not steal from. If the pool has not got to it
+/// next-task slot, which other workers do not steal from. (Called from a thread outside
+/// the runtime, it starts the flusher at once.) If the pool has not got to it
 /// by the time this value is dropped (an application's long blocking jobs can keep the
 /// pool busy), the flusher starts from here then; it starts exactly once.
 struct FlusherStart {
@@ -931,15 +941,19 @@ struct FlusherStart {
 impl FlusherStart {
     fn from_another_thread(inner: &Arc<Inner>) -> Self {
         let started = Arc::new(AtomicBool::new(false));
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-                let (inner, started) = (inner.clone(), started.clone());
-                drop(handle.spawn_blocking(move || {
-                    if !started.swap(true, Ordering::AcqRel) {
-                        outbox::trigger(&inner);
-                    }
-                }));
-            }
+        let multi_threaded =
+            inner.runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
+        if tokio::runtime::Handle::try_current().is_err() {
+            // A thread of no runtime: no task waits for it, so the flusher starts at once.
+            started.store(true, Ordering::Release);
+            outbox::trigger(inner);
+        } else if multi_threaded {
+            let (inner, started) = (inner.clone(), started.clone());
+            drop(inner.runtime.clone().spawn_blocking(move || {
+                if !started.swap(true, Ordering::AcqRel) {
+                    outbox::trigger(&inner);
+                }
+            }));
         }
         Self {
             inner: inner.clone(),

@@ -54,6 +54,9 @@ pub(crate) struct AwaitingReceipt {
 
 pub(crate) struct Inner {
     pub config: Config,
+    /// The runtime the client was started on: its tasks are spawned there, so the client
+    /// can be used from threads outside it.
+    pub runtime: tokio::runtime::Handle,
     pub store: Store,
     /// The live connection, if any.
     pub conn: watch::Sender<Option<Arc<dyn Connection>>>,
@@ -99,6 +102,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     pub(crate) fn new(
         config: Config,
+        runtime: tokio::runtime::Handle,
         store: Store,
         token: String,
         me: Option<UserId>,
@@ -106,6 +110,7 @@ impl Inner {
     ) -> Self {
         Self {
             config,
+            runtime,
             store,
             conn: watch::channel(None).0,
             state: watch::channel(ConnectionState::Connecting).0,

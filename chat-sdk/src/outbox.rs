@@ -41,8 +41,8 @@ pub(crate) fn trigger(inner: &Arc<Inner>) {
         .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
         .is_ok()
     {
-        let inner = inner.clone();
-        tokio::spawn(async move { run(inner).await });
+        let task = inner.clone();
+        inner.runtime.spawn(async move { run(task).await });
     }
 }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use chat_sdk::chat_protocol::{ClientId, ErrorCode};
 use chat_sdk::{
-    ChatEvent, Client, Events, FailureReason, MessageState, Milestone, SendError, WaitError,
+    ChatEvent, Client, ConnectError, Events, FailureReason, MessageState, Milestone, SendError,
+    WaitError,
 };
 use chat_testkit::{Relay, TestServer};
 use common::transport::CountingTransport;
@@ -325,6 +326,43 @@ async fn send_async_keeps_the_queue_order_and_reports_an_unconfirmed_write() {
     let got = collect_messages(&mut bob_events, &general, bodies.len()).await;
     assert_exactly_once_in_order(&got, &bodies, 1);
     alice.close().await;
+}
+
+/// Synchronous code may hold the client on threads of its own: `send` works there too (the
+/// client's tasks run on the runtime it was started on). Starting a client needs a runtime,
+/// and without one the error says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_works_from_a_thread_outside_the_runtime() {
+    let server = TestServer::start().await.expect("server starts");
+    let general = room("general");
+    let AliceAndBob {
+        alice,
+        mut bob_events,
+        bob: _bob,
+        ..
+    } = alice_and_bob_in_general(&server, &server.temp_path("alice.db")).await;
+    let sender = alice.clone();
+    let to = general.clone();
+    let id = std::thread::spawn(move || sender.send(&to, "from a plain thread"))
+        .join()
+        .expect("the thread did not panic")
+        .expect("queued");
+    let got = collect_messages(&mut bob_events, &general, 1).await;
+    assert_eq!(got[0].client_id, id);
+    alice.close().await;
+
+    let outside = std::thread::spawn(|| {
+        Client::builder("http://127.0.0.1:9", "token")
+            .in_memory()
+            .start()
+            .map(|_| ())
+    })
+    .join()
+    .expect("the thread did not panic");
+    assert!(
+        matches!(outside, Err(ConnectError::Config(ref why)) if why.contains("tokio runtime")),
+        "{outside:?}"
+    );
 }
 
 /// An application that runs the client inside a `LocalSet` on a multi-threaded runtime (as
