@@ -259,6 +259,13 @@ async fn alice_and_bob_in_general(server: &TestServer, store: &std::path::Path) 
     }
 }
 
+/// A new server, with alice's outbox in a file beside its database.
+async fn alice_and_bob_on_a_new_server() -> (TestServer, AliceAndBob) {
+    let server = TestServer::start().await.expect("server starts");
+    let clients = alice_and_bob_in_general(&server, &server.temp_path("alice.db")).await;
+    (server, clients)
+}
+
 /// A write the disk cannot confirm (here: the log file SQLite would recover from is gone
 /// from the directory) is reported as such, and the message is still delivered, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,21 +340,16 @@ async fn send_async_keeps_the_queue_order_and_reports_an_unconfirmed_write() {
 /// and without one the error says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_works_from_a_thread_outside_the_runtime() {
-    let server = TestServer::start().await.expect("server starts");
     let general = room("general");
-    let AliceAndBob {
-        alice,
-        mut bob_events,
-        bob: _bob,
-        ..
-    } = alice_and_bob_in_general(&server, &server.temp_path("alice.db")).await;
+    let (_server, mut clients) = alice_and_bob_on_a_new_server().await;
+    let (alice, bob_events) = (clients.alice.clone(), &mut clients.bob_events);
     let sender = alice.clone();
     let to = general.clone();
     let id = std::thread::spawn(move || sender.send(&to, "from a plain thread"))
         .join()
         .expect("the thread did not panic")
         .expect("queued");
-    let got = collect_messages(&mut bob_events, &general, 1).await;
+    let got = collect_messages(bob_events, &general, 1).await;
     assert_eq!(got[0].client_id, id);
     alice.close().await;
 
@@ -377,14 +379,9 @@ fn sending_from_a_local_set_on_a_multi_threaded_runtime_works() {
         .expect("runtime");
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
-        let server = TestServer::start().await.expect("server starts");
         let general = room("general");
-        let AliceAndBob {
-            alice,
-            mut bob_events,
-            bob: _bob,
-            ..
-        } = alice_and_bob_in_general(&server, &server.temp_path("alice.db")).await;
+        let (_server, mut clients) = alice_and_bob_on_a_new_server().await;
+        let alice = clients.alice.clone();
         let sent = tokio::task::spawn_local(async move {
             let id = alice.send(&general, "from a local set").expect("queued");
             let second = alice
@@ -394,7 +391,7 @@ fn sending_from_a_local_set_on_a_multi_threaded_runtime_works() {
             (alice, [id, second])
         });
         let (alice, ids) = sent.await.expect("the local task ran");
-        let got = collect_messages(&mut bob_events, &room("general"), 2).await;
+        let got = collect_messages(&mut clients.bob_events, &room("general"), 2).await;
         assert_eq!([got[0].client_id, got[1].client_id], ids);
         alice.close().await;
     });
