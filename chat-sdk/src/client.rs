@@ -448,7 +448,9 @@ impl Client {
             return Ok(client_id);
         }
         let store = inner.clone();
-        let synced = tokio::task::spawn_blocking(move || store.store.sync())
+        let synced = inner
+            .runtime
+            .spawn_blocking(move || store.store.sync())
             .await
             .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped.to_string()).into()));
         synced.map_err(|source| SendError::NotDurable { client_id, source })?;
