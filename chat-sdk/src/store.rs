@@ -104,7 +104,7 @@ impl WriteAheadLog {
         let database = conn
             .path()
             .filter(|p| !p.is_empty())
-            .ok_or_else(|| corrupt("the store's database has no file name"))?;
+            .ok_or_else(|| std::io::Error::other("the store's database has no file name"))?;
         let path = PathBuf::from(format!("{database}-wal"));
         let file = std::fs::OpenOptions::new().write(true).open(&path)?;
         Ok(Self { path, file })
