@@ -266,6 +266,14 @@ async fn alice_and_bob_on_a_new_server() -> (TestServer, AliceAndBob) {
     (server, clients)
 }
 
+/// Removes the write-ahead log beside `database`, as a careless cleanup script might while
+/// the client runs: the disk can then no longer confirm a write.
+fn remove_write_ahead_log(database: &std::path::Path) {
+    let mut log = database.as_os_str().to_owned();
+    log.push("-wal");
+    std::fs::remove_file(&log).expect("the store keeps a write-ahead log beside it");
+}
+
 /// A write the disk cannot confirm (here: the log file SQLite would recover from is gone
 /// from the directory) is reported as such, and the message is still delivered, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,9 +290,7 @@ async fn a_send_the_disk_does_not_confirm_is_reported_and_still_delivered_once()
     } = alice_and_bob_in_general(&server, &store).await;
 
     let confirmed = alice.send(&general, "on disk").expect("queued and synced");
-    let mut log = store.into_os_string();
-    log.push("-wal");
-    std::fs::remove_file(&log).expect("the store keeps a write-ahead log");
+    remove_write_ahead_log(&store);
     let unconfirmed = match alice.send(&general, "not confirmed") {
         Err(SendError::NotDurable { client_id, .. }) => client_id,
         other => panic!("expected NotDurable, got {other:?}"),
@@ -322,9 +328,7 @@ async fn send_async_keeps_the_queue_order_and_reports_an_unconfirmed_write() {
         };
         queued.expect("queued and synced");
     }
-    let mut log = store.into_os_string();
-    log.push("-wal");
-    std::fs::remove_file(&log).expect("the store keeps a write-ahead log");
+    remove_write_ahead_log(&store);
     match alice.send_async(&general, "not confirmed").await {
         Err(SendError::NotDurable { .. }) => {}
         other => panic!("expected NotDurable, got {other:?}"),
@@ -415,9 +419,7 @@ async fn a_store_reached_through_a_symbolic_link_syncs_the_real_log() {
         ..
     } = alice_and_bob_in_general(&server, &link).await;
     let id = alice.send(&general, "through a link").expect("synced");
-    let mut real_log = real.into_os_string();
-    real_log.push("-wal");
-    std::fs::remove_file(&real_log).expect("the log sits next to the real file");
+    remove_write_ahead_log(&real);
     match alice.send(&general, "log gone") {
         Err(SendError::NotDurable { .. }) => {}
         other => panic!("the real log was not the one synced: {other:?}"),
