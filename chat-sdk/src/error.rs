@@ -180,12 +180,12 @@ pub enum WaitError {
     NotFound(ClientId),
     /// The message failed; it stays in the outbox until retried or discarded.
     #[error("message failed: {0}")]
-    Failed(crate::state::FailureReason),
+    Failed(crate::FailureReason),
     /// The time ran out; the message is still in `last` and keeps going.
     #[error("timed out; the message is still {last}")]
     Timeout {
         /// Its state when the time ran out.
-        last: crate::state::MessageState,
+        last: crate::MessageState,
     },
     /// The store failed.
     #[error(transparent)]

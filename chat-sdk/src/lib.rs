@@ -52,31 +52,47 @@
 //! | choose the Socket.IO transport | [`ClientBuilder::transport`]: [`WebSocketTransport`] (default, tokio-tungstenite, pipelined acks) or [`SocketIoTransport`] (rust_socketio 0.6) |
 //!
 //! What is promised, exactly, is written in `docs/delivery-guarantees.md`.
+//!
+//! # Layout
+//!
+//! The modules follow the path a message takes, from the application to the server and
+//! back to every receiver:
+//!
+//! - `client/`: the handle the application holds ([`Client`]) and its builder
+//!   ([`ClientBuilder`]), the tunables, the state its tasks share, typing indicators;
+//! - `outbox/`: a sent message's way out: its states ([`MessageState`]), the flusher that
+//!   puts queued messages on the wire one at a time and in order, and the receipts that move
+//!   acknowledged ones on to delivered and read;
+//! - `store/`: the local SQLite file: its schema, the outbox rows, the room positions, and
+//!   how a commit is made durable;
+//! - `transport/`: Socket.IO over a WebSocket ([`transport::WebSocketTransport`]) or
+//!   rust_socketio ([`transport::SocketIoTransport`]), behind one trait;
+//! - the server (the `chat-server` crate) validates, stores, and fans the message out to
+//!   the room;
+//! - `connection/`: the supervisor that owns (re)connection, the watchdog that notices a
+//!   silent link, and the connection state;
+//! - `receive/`: a receiver's way in: the receive loop of one connection, catching a room
+//!   up, what is known of each room, and the event stream ([`Events`]) the application
+//!   takes messages from;
+//! - `error.rs`: one error enum per operation.
 #![warn(missing_docs)]
 
 mod client;
-mod config;
+mod connection;
 pub mod error;
-mod event;
-mod health;
-mod inner;
 mod outbox;
-mod session;
-pub mod state;
-mod status;
+mod receive;
 mod store;
-mod supervisor;
 pub mod transport;
-pub mod typing;
 
 pub use chat_protocol;
+pub use client::config::{RetryPolicy, TokenFuture};
+pub use client::typing;
 pub use client::{Client, ClientBuilder};
-pub use config::{RetryPolicy, TokenFuture};
+pub use connection::state::{ConnectionState, DisconnectReason};
 pub use error::{
     ConnectError, OutboxError, RequestError, SendError, StoreError, TransportError, WaitError,
 };
-pub use event::{ChatEvent, Events};
-pub use state::{
-    ConnectionState, DisconnectReason, FailureReason, MessageState, Milestone, OutgoingMessage,
-};
+pub use outbox::message_state::{FailureReason, MessageState, Milestone, OutgoingMessage};
+pub use receive::{ChatEvent, Events};
 pub use transport::{Connection, SocketIoTransport, Transport, WebSocketTransport};

@@ -24,11 +24,11 @@ use chat_protocol::requests::{names, SendMessage};
 use chat_protocol::results::SendResult;
 use chat_protocol::{AckError, Body, ErrorCode};
 
+use crate::client::shared::Inner;
 use crate::error::StoreError;
-use crate::event::ChatEvent;
-use crate::inner::Inner;
-use crate::state::{FailureReason, MessageState, OutgoingMessage};
-use crate::status;
+use crate::outbox::receipts;
+use crate::receive::ChatEvent;
+use crate::{FailureReason, MessageState, OutgoingMessage};
 
 /// Wait used when a `rate_limited` answer carries no `retry_after_ms`.
 const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_millis(100);
@@ -183,8 +183,8 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
                     seq: result.seq,
                 };
                 transition(inner, &message, sent.clone(), None)?;
-                status::track(inner, &message.room, message.client_id, &sent);
-                status::refresh_room(inner, &message.room)?;
+                receipts::track(inner, &message.room, message.client_id, &sent);
+                receipts::refresh_room(inner, &message.room)?;
             }
             Err(AckError::Refused(error)) => match error.code {
                 ErrorCode::RateLimited => {

@@ -12,19 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_protocol::events::names as event_names;
-use chat_protocol::limits::MAX_SYNC_LIMIT;
-use chat_protocol::requests::{names, Receipt, RoomRequest, SyncMessages};
-use chat_protocol::results::{DeliveredResult, JoinResult, SyncResult};
-use chat_protocol::{Message, Presence, ReceiptUpdate, RoomId, RoomMember, Seq, TypingUpdate};
+use chat_protocol::{Message, Presence, ReceiptUpdate, RoomId, RoomMember, TypingUpdate};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::catch_up::{catch_up, hand_over, join_room, last_seq, send_receipt, sync_room};
+use crate::client::shared::{lock, Inner};
+use crate::connection::health;
 use crate::error::RequestError;
-use crate::event::ChatEvent;
-use crate::health;
-use crate::inner::{lock, request_on, Inner};
-use crate::outbox;
-use crate::status;
+use crate::outbox::flusher;
+use crate::outbox::receipts;
+use crate::receive::ChatEvent;
 use crate::transport::{Connection, Inbound, LastHeard};
 
 /// How long handed-over messages wait before their `receipt:delivered` goes out.
@@ -59,7 +57,7 @@ pub(crate) async fn run(
         }
     }
     // Membership is in place: queued messages may go now.
-    outbox::trigger(inner);
+    flusher::trigger(inner);
     {
         let _guard = inner.recv_lock.lock().await;
         for room in &rooms {
@@ -134,143 +132,6 @@ fn fatal(err: &RequestError) -> Option<String> {
     }
 }
 
-/// `room:join`, then record members, watermarks and where to start receiving.
-/// `since` overrides the start for a room the client has no position for yet.
-pub(crate) async fn join_room(
-    inner: &Inner,
-    conn: &dyn Connection,
-    room: &RoomId,
-    since: Option<Seq>,
-) -> Result<JoinResult, RequestError> {
-    let result: JoinResult =
-        request_on(conn, names::ROOM_JOIN, &RoomRequest { room: room.clone() }).await?;
-    let start = {
-        let mut rooms = lock(&inner.rooms);
-        let view = rooms.entry(room.clone()).or_default();
-        view.joined = true;
-        view.members = result.members.iter().cloned().collect();
-        for mark in &result.watermarks {
-            let entry = view.watermarks.entry(mark.user.clone()).or_insert((0, 0));
-            *entry = (entry.0.max(mark.delivered_seq), entry.1.max(mark.read_seq));
-        }
-        view.receipt_sent = view.receipt_sent.max(result.delivered_seq);
-        match view.last_seq {
-            Some(_) => None,
-            None => {
-                let start = since.unwrap_or(result.delivered_seq).min(result.last_seq);
-                view.last_seq = Some(start);
-                Some(start)
-            }
-        }
-    };
-    if let Some(start) = start {
-        inner.store.set_last_seq(room, start)?;
-    }
-    status::refresh_room(inner, room)?;
-    Ok(result)
-}
-
-/// `message:sync` from the last contiguous `seq` until the room's newest, handing over
-/// everything in order, then `receipt:delivered`.
-pub(crate) async fn catch_up(
-    inner: &Inner,
-    conn: &dyn Connection,
-    room: &RoomId,
-) -> Result<(), RequestError> {
-    sync_room(inner, conn, room).await?;
-    send_receipt(inner, conn, room).await
-}
-
-fn last_seq(inner: &Inner, room: &RoomId) -> Seq {
-    lock(&inner.rooms)
-        .get(room)
-        .and_then(|view| view.last_seq)
-        .unwrap_or(0)
-}
-
-async fn sync_room(
-    inner: &Inner,
-    conn: &dyn Connection,
-    room: &RoomId,
-) -> Result<(), RequestError> {
-    loop {
-        let after = last_seq(inner, room);
-        let page: SyncResult = request_on(
-            conn,
-            names::MESSAGE_SYNC,
-            &SyncMessages {
-                room: room.clone(),
-                after_seq: after,
-                limit: Some(MAX_SYNC_LIMIT),
-            },
-        )
-        .await?;
-        let handed = hand_over(inner, room, page.messages)?;
-        if !page.has_more || handed == 0 {
-            return Ok(());
-        }
-    }
-}
-
-/// Hands over the messages that continue the room's contiguous run, in `seq` order;
-/// drops duplicates; stops at the first gap. Returns how many were handed over.
-fn hand_over(
-    inner: &Inner,
-    room: &RoomId,
-    mut messages: Vec<Message>,
-) -> Result<usize, RequestError> {
-    messages.sort_by_key(|m| m.seq);
-    let mut handed = 0;
-    let mut last = last_seq(inner, room);
-    for message in messages {
-        if message.room != *room || message.seq <= last {
-            continue;
-        }
-        if message.seq != last + 1 {
-            break;
-        }
-        last = message.seq;
-        handed += 1;
-        inner.emit(ChatEvent::Message(message));
-    }
-    if handed > 0 {
-        // Only the in-memory position moves here; the stored one moves when the
-        // application takes the message from the stream (see `Events`).
-        lock(&inner.rooms).entry(room.clone()).or_default().last_seq = Some(last);
-    }
-    Ok(handed)
-}
-
-async fn send_receipt(
-    inner: &Inner,
-    conn: &dyn Connection,
-    room: &RoomId,
-) -> Result<(), RequestError> {
-    let (last, confirmed) = {
-        let rooms = lock(&inner.rooms);
-        match rooms.get(room) {
-            Some(view) => (view.last_seq.unwrap_or(0), view.receipt_sent),
-            None => return Ok(()),
-        }
-    };
-    if last <= confirmed {
-        return Ok(());
-    }
-    let result: DeliveredResult = request_on(
-        conn,
-        names::RECEIPT_DELIVERED,
-        &Receipt {
-            room: room.clone(),
-            up_to_seq: last,
-        },
-    )
-    .await?;
-    let mut rooms = lock(&inner.rooms);
-    let view = rooms.entry(room.clone()).or_default();
-    view.receipt_sent = view.receipt_sent.max(result.delivered_seq);
-    Ok(())
-}
-
 fn decode<T: serde::de::DeserializeOwned>(event: Inbound) -> Option<T> {
     match serde_json::from_value(event.payload) {
         Ok(value) => Some(value),
@@ -320,7 +181,7 @@ async fn handle(
             }
             let room = update.room.clone();
             inner.emit(ChatEvent::Receipt(update));
-            status::refresh_room(inner, &room)?;
+            receipts::refresh_room(inner, &room)?;
         }
         event_names::ROOM_MEMBER => {
             let Some(member) = decode::<RoomMember>(event) else {
@@ -337,7 +198,7 @@ async fn handle(
             }
             let room = member.room.clone();
             inner.emit(ChatEvent::Member(member));
-            status::refresh_room(inner, &room)?;
+            receipts::refresh_room(inner, &room)?;
         }
         event_names::TYPING_UPDATE => {
             if let Some(update) = decode::<TypingUpdate>(event) {

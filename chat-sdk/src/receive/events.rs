@@ -11,9 +11,9 @@ use std::sync::Weak;
 
 use tokio::sync::mpsc;
 
-use crate::inner::Inner;
+use crate::client::shared::Inner;
 
-use crate::state::{ConnectionState, MessageState, OutgoingMessage};
+use crate::{ConnectionState, MessageState, OutgoingMessage};
 
 /// One thing that happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,7 +133,7 @@ impl Events {
             return;
         };
         {
-            let mut rooms = crate::inner::lock(&inner.rooms);
+            let mut rooms = crate::client::shared::lock(&inner.rooms);
             for (room, seq) in &newest {
                 let view = rooms.entry((*room).clone()).or_default();
                 view.taken_seq = view.taken_seq.max(*seq);

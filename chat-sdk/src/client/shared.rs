@@ -4,53 +4,24 @@
 //! and the public [`Client`](crate::Client) methods all reach the store, the current
 //! connection and the event stream through it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chat_protocol::{ClientId, MessageId, RoomId, Seq, UserId};
+use chat_protocol::{RoomId, UserId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::client::config::Config;
+use crate::client::typing::TypingState;
 use crate::error::RequestError;
-use crate::event::ChatEvent;
-use crate::state::ConnectionState;
+use crate::receive::rooms::RoomView;
+use crate::receive::ChatEvent;
 use crate::store::Store;
 use crate::transport::Connection;
-use crate::typing::TypingState;
-
-/// What the client knows about one room.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct RoomView {
-    /// The client asked to be in this room (re-joined on every reconnect).
-    pub joined: bool,
-    /// Last contiguous `seq` handed to the application; `None` before the first join.
-    pub last_seq: Option<Seq>,
-    /// Last `seq` the application took from the event stream.
-    pub taken_seq: Seq,
-    /// The delivered watermark the server last confirmed for this client.
-    pub receipt_sent: Seq,
-    /// Every member, as of the last join and `room:member` events.
-    pub members: BTreeSet<UserId>,
-    /// Each member's (delivered, read) watermarks.
-    pub watermarks: HashMap<UserId, (Seq, Seq)>,
-    /// This client's acknowledged messages that receipts can still move on, by `seq`:
-    /// `Sent` ones wait for the delivered watermark, `Delivered` ones for the read one.
-    /// Kept here so a receipt costs no store query.
-    pub awaiting_delivery: BTreeMap<Seq, AwaitingReceipt>,
-    /// See `awaiting_delivery`.
-    pub awaiting_read: BTreeMap<Seq, AwaitingReceipt>,
-}
-
-/// An acknowledged message of this client that receipts can still move on.
-#[derive(Clone, Debug)]
-pub(crate) struct AwaitingReceipt {
-    pub client_id: ClientId,
-    pub id: MessageId,
-}
+use crate::ConnectionState;
 
 pub(crate) struct Inner {
     pub config: Config,

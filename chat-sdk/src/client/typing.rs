@@ -15,7 +15,7 @@ use chat_protocol::requests::{names, RoomRequest};
 use chat_protocol::RoomId;
 use tokio::time::Instant;
 
-use crate::inner::{lock, Inner};
+use crate::client::shared::{lock, Inner};
 
 /// Quiet time after the last keystroke before `typing:stop` is sent.
 pub const STOP_AFTER: Duration = Duration::from_secs(4);

@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 
 use chat_protocol::{ClientId, RoomId, Seq};
 
+use crate::client::shared::{lock, Inner};
 use crate::error::StoreError;
-use crate::event::ChatEvent;
-use crate::inner::{lock, AwaitingReceipt, Inner};
-use crate::state::MessageState;
+use crate::receive::rooms::AwaitingReceipt;
+use crate::receive::ChatEvent;
+use crate::MessageState;
 
 /// The lowest (delivered, read) watermark among the other members of `room`, if the room
 /// is known.

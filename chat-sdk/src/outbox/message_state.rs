@@ -1,51 +1,10 @@
-//! The states an application observes: of the connection and of each outgoing message.
+//! The states of this client's own messages, as the outbox persists and announces them.
 //!
-//! These are plain data types, shared by the outbox (which persists [`MessageState`]),
-//! the supervisor (which publishes [`ConnectionState`]) and the event stream.
+//! Plain data types shared by the outbox (which persists [`MessageState`]), the store and
+//! the event stream.
 
 use chat_protocol::{ClientId, ErrorCode, MessageId, RoomId, Seq, Timestamp};
 use serde::{Deserialize, Serialize};
-
-/// The state of the client's link to the server, published through
-/// [`Client::connection_state`](crate::Client::connection_state).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum ConnectionState {
-    /// The first connection attempt is under way.
-    Connecting,
-    /// Connected and authenticated; requests flow.
-    Connected,
-    /// The link was lost (or never came up); attempt `attempt` (from 1) is under way or
-    /// waiting for its backoff delay.
-    Reconnecting {
-        /// The attempt number since the link was last up, from 1.
-        attempt: u32,
-    },
-    /// The client stopped trying: closed by the application, or the server refused the
-    /// credentials and no refresh hook helped.
-    Disconnected {
-        /// Why.
-        reason: DisconnectReason,
-    },
-}
-
-/// Why the client is [`ConnectionState::Disconnected`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
-pub enum DisconnectReason {
-    /// [`Client::close`](crate::Client::close) was called or the client was dropped.
-    Closed,
-    /// The server refused the token and no refresh hook produced an accepted one.
-    Unauthorized {
-        /// The server's text.
-        message: String,
-    },
-    /// The server refused the connection for another reason.
-    Refused {
-        /// The code the server sent.
-        code: ErrorCode,
-    },
-}
 
 /// Why a message ended [`MessageState::Failed`]. A failed message stays in the outbox until
 /// [`Client::retry`](crate::Client::retry) or [`Client::discard`](crate::Client::discard).

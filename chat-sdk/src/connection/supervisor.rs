@@ -14,12 +14,12 @@ use chat_protocol::ErrorCode;
 use serde_json::json;
 use tokio::sync::oneshot;
 
+use crate::client::shared::{lock, Inner};
 use crate::error::{ConnectError, TransportError};
-use crate::inner::{lock, Inner};
-use crate::outbox;
-use crate::session;
-use crate::state::{ConnectionState, DisconnectReason};
+use crate::outbox::flusher;
+use crate::receive::receive_loop;
 use crate::transport::ConnectRequest;
+use crate::{ConnectionState, DisconnectReason};
 
 /// Reports the outcome of the first connection attempt to `connect()`.
 pub(crate) type FirstOutcome = oneshot::Sender<Result<(), ConnectError>>;
@@ -106,7 +106,7 @@ pub(crate) async fn run(inner: Arc<Inner>, mut first: Option<FirstOutcome>) {
                 if let Some(first) = first.take() {
                     let _ = first.send(Ok(()));
                 }
-                let reason = session::run(&inner, conn.clone(), inbound).await;
+                let reason = receive_loop::run(&inner, conn.clone(), inbound).await;
                 tracing::debug!(%reason, "connection ended");
                 conn.close(&reason);
                 inner.conn.send_replace(None);
@@ -196,7 +196,7 @@ pub(crate) async fn expiry_ticker(inner: Arc<Inner>) {
     let mut ticker = tokio::time::interval(period);
     loop {
         tokio::select! {
-            _ = ticker.tick() => outbox::trigger(&inner),
+            _ = ticker.tick() => flusher::trigger(&inner),
             () = inner.shutdown.cancelled() => return,
         }
     }

@@ -1,0 +1,14 @@
+//! The way in: what the server sends, handed to the application exactly once and in order.
+//!
+//! - [`receive_loop`]: the receive loop of one connection: re-join, catch up, hand over
+//!   live events;
+//! - [`catch_up`]: join, `message:sync` and `receipt:delivered` for one room;
+//! - [`rooms`]: what the client knows about each room (position, members, receipts);
+//! - [`events`]: the event stream the application takes them from.
+
+pub(crate) mod catch_up;
+pub(crate) mod events;
+pub(crate) mod receive_loop;
+pub(crate) mod rooms;
+
+pub use events::{ChatEvent, Events};

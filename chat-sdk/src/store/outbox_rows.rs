@@ -1,0 +1,216 @@
+//! The outbox table: every outgoing message with its state, in the order it was queued.
+
+use chat_protocol::{ClientId, RoomId, Seq};
+use rusqlite::{params, OptionalExtension};
+
+use super::{corrupt, seq_to_sql, Store};
+use crate::error::StoreError;
+use crate::{MessageState, OutgoingMessage};
+
+fn row_to_message(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<OutgoingMessage, StoreError>> {
+    let client_id: String = row.get("client_id")?;
+    let room: String = row.get("room")?;
+    let body: String = row.get("body")?;
+    let reply_to: Option<i64> = row.get("reply_to")?;
+    let queued_at: i64 = row.get("queued_at")?;
+    let attempts: i64 = row.get("attempts")?;
+    let state: String = row.get("state")?;
+    Ok((|| {
+        Ok(OutgoingMessage {
+            client_id: client_id.parse().map_err(corrupt)?,
+            room: RoomId::new(room).map_err(corrupt)?,
+            body,
+            reply_to: reply_to.map(|s| s.max(0) as Seq),
+            queued_at,
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            state: serde_json::from_str(&state).map_err(corrupt)?,
+        })
+    })())
+}
+
+impl Store {
+    /// `insert_announced` with nothing to announce.
+    #[cfg(test)]
+    pub(crate) fn insert(
+        &self,
+        message: &OutgoingMessage,
+        capacity: usize,
+    ) -> Result<bool, StoreError> {
+        self.insert_announced(message, capacity, || ())
+    }
+
+    /// Adds a message if the number of unsent (queued, sending or failed) messages is below
+    /// `capacity`; returns false when full. Check and insert are one transaction. Once this
+    /// returns the message survives a crash of the process and the flusher may send it;
+    /// [`Store::sync`] makes it survive a power cut. `announce` runs once the row is
+    /// committed but before any other call can see it, so the application hears of the
+    /// message (`Queued`) before the flusher can send it (`Sending`).
+    pub(crate) fn insert_announced(
+        &self,
+        message: &OutgoingMessage,
+        capacity: usize,
+        announce: impl FnOnce(),
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let inserted = Self::insert_within_capacity(&mut conn, message, capacity)?;
+        if inserted {
+            announce();
+        }
+        Ok(inserted)
+    }
+
+    fn insert_within_capacity(
+        conn: &mut rusqlite::Connection,
+        message: &OutgoingMessage,
+        capacity: usize,
+    ) -> Result<bool, StoreError> {
+        let tx = conn.transaction()?;
+        let unsent: i64 = tx
+            .prepare_cached(concat!("SELECT COUNT(*) FROM outbox WHERE ", unsent!()))?
+            .query_row([], |row| row.get(0))?;
+        if usize::try_from(unsent).unwrap_or(usize::MAX) >= capacity {
+            return Ok(false);
+        }
+        tx.prepare_cached(
+            "INSERT INTO outbox (client_id, room, body, reply_to, queued_at, attempts, kind, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            message.client_id.to_string(),
+            message.room.as_str(),
+            message.body,
+            message.reply_to.map(seq_to_sql),
+            message.queued_at,
+            message.attempts,
+            message.state.name(),
+            serde_json::to_string(&message.state).map_err(corrupt)?,
+        ])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// How many messages are unsent (queued, sending or failed).
+    pub(crate) fn unsent_count(&self) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        let n: i64 = conn.query_row(
+            concat!("SELECT COUNT(*) FROM outbox WHERE ", unsent!()),
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Removes every acknowledged message (sent, delivered, read); returns how many.
+    pub(crate) fn prune_acknowledged(&self) -> Result<usize, StoreError> {
+        let conn = self.lock();
+        Ok(conn.execute(
+            "DELETE FROM outbox WHERE kind IN ('sent', 'delivered', 'read')",
+            [],
+        )?)
+    }
+
+    /// The oldest message still to send (queued or sending), in queue order.
+    pub(crate) fn next_pending(&self) -> Result<Option<OutgoingMessage>, StoreError> {
+        let conn = self.lock();
+        let row = conn
+            .prepare_cached(concat!(
+                "SELECT * FROM outbox WHERE ",
+                unsent!(),
+                " AND kind != 'failed' ORDER BY position LIMIT 1"
+            ))?
+            .query_row([], row_to_message)
+            .optional()?;
+        row.transpose()
+    }
+
+    /// One message.
+    pub(crate) fn get(&self, id: ClientId) -> Result<Option<OutgoingMessage>, StoreError> {
+        let conn = self.lock();
+        let row = conn
+            .prepare_cached("SELECT * FROM outbox WHERE client_id = ?1")?
+            .query_row(params![id.to_string()], row_to_message)
+            .optional()?;
+        row.transpose()
+    }
+
+    /// Every message in the outbox, in queue order.
+    pub(crate) fn list(&self) -> Result<Vec<OutgoingMessage>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT * FROM outbox ORDER BY position")?;
+        let rows = stmt.query_map([], row_to_message)?;
+        rows.map(|row| row?).collect()
+    }
+
+    /// Every acknowledged message not yet read (`Sent` or `Delivered`), in queue order.
+    pub(crate) fn awaiting_receipts(&self) -> Result<Vec<OutgoingMessage>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT * FROM outbox WHERE kind IN ('sent', 'delivered') ORDER BY position",
+        )?;
+        let rows = stmt.query_map([], row_to_message)?;
+        rows.map(|row| row?).collect()
+    }
+
+    /// Sets the state of several acknowledged messages in one transaction (a receipt moves
+    /// a run of them at once). Messages no longer in the outbox are skipped.
+    pub(crate) fn set_states(
+        &self,
+        changes: &[(ClientId, MessageState)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1",
+            )?;
+            for (id, state) in changes {
+                let json = serde_json::to_string(state).map_err(corrupt)?;
+                stmt.execute(params![
+                    id.to_string(),
+                    state.name(),
+                    json,
+                    state.seq().map(seq_to_sql)
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Sets a message's state (and attempt count, when given). Returns false if the message
+    /// is not in the outbox.
+    pub(crate) fn set_state(
+        &self,
+        id: ClientId,
+        state: &MessageState,
+        attempts: Option<u32>,
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let json = serde_json::to_string(state).map_err(corrupt)?;
+        let seq = state.seq().map(seq_to_sql);
+        let changed = match attempts {
+            Some(n) => conn
+                .prepare_cached(
+                    "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4, attempts = ?5 WHERE client_id = ?1",
+                )?
+                .execute(params![id.to_string(), state.name(), json, seq, n])?,
+            None => conn
+                .prepare_cached(
+                    "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1",
+                )?
+                .execute(params![id.to_string(), state.name(), json, seq])?,
+        };
+        Ok(changed > 0)
+    }
+
+    /// Removes a message; returns false if it was not there.
+    pub(crate) fn delete(&self, id: ClientId) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        Ok(conn.execute(
+            "DELETE FROM outbox WHERE client_id = ?1",
+            params![id.to_string()],
+        )? > 0)
+    }
+}

@@ -1,0 +1,83 @@
+//! The rooms table: whether the client joined each room, and its position there.
+
+use chat_protocol::{RoomId, Seq};
+use rusqlite::params;
+
+use super::{corrupt, seq_to_sql, Store};
+use crate::error::StoreError;
+
+/// A room as the store remembers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredRoom {
+    pub(crate) room: RoomId,
+    pub(crate) joined: bool,
+    /// `None` until the first join told where to start.
+    pub(crate) last_seq: Option<Seq>,
+}
+
+impl Store {
+    /// Every room the store knows.
+    pub(crate) fn rooms(&self) -> Result<Vec<StoredRoom>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT room, joined, last_seq FROM rooms ORDER BY room")?;
+        let rows = stmt.query_map([], |row| {
+            let room: String = row.get(0)?;
+            let joined: bool = row.get(1)?;
+            let last_seq: Option<i64> = row.get(2)?;
+            Ok((room, joined, last_seq))
+        })?;
+        rows.map(|row| {
+            let (room, joined, last_seq) = row?;
+            Ok(StoredRoom {
+                room: RoomId::new(room).map_err(corrupt)?,
+                joined,
+                last_seq: last_seq.map(|s| s.max(0) as Seq),
+            })
+        })
+        .collect()
+    }
+
+    /// Records that the client joined (or left) a room, keeping its position.
+    pub(crate) fn set_joined(&self, room: &RoomId, joined: bool) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, ?2, NULL)
+             ON CONFLICT (room) DO UPDATE SET joined = excluded.joined",
+            params![room.as_str(), joined],
+        )?;
+        Ok(())
+    }
+
+    /// Sets a room's position exactly, also backwards (the application asked to replay).
+    pub(crate) fn reset_last_seq(&self, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, 1, ?2)
+             ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq",
+            params![room.as_str(), seq_to_sql(seq)],
+        )?;
+        Ok(())
+    }
+
+    /// Records the last contiguous `seq` handed to the application for a room.
+    pub(crate) fn set_last_seq(&self, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
+        self.set_last_seqs(&[(room, seq)])
+    }
+
+    /// Records several rooms' positions (never moving one back) in one transaction.
+    pub(crate) fn set_last_seqs(&self, positions: &[(&RoomId, Seq)]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, 0, ?2)
+                 ON CONFLICT (room) DO UPDATE SET last_seq = MAX(COALESCE(last_seq, 0), excluded.last_seq)",
+            )?;
+            for (room, seq) in positions {
+                stmt.execute(params![room.as_str(), seq_to_sql(*seq)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
