@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_protocol::{ClientId, RoomId};
-use chat_sdk::{
-    ChatEvent, Client, ConnectionState, Events, MessageState, RetryPolicy, SocketIoTransport,
-    WebSocketTransport,
-};
+use chat_sdk::transport::{SocketIoTransport, WebSocketTransport};
+use chat_sdk::{ChatEvent, Client, ConnectionState, Events, MessageState, RetryPolicy};
 
 use crate::opts::SdkTransport;
 use tokio::sync::{mpsc, watch};

@@ -11,11 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_sdk::transport::{ConnectRequest, Inbound};
-use chat_sdk::{
-    Client, ClientBuilder, Connection, ConnectionState, Events, RetryPolicy, Transport,
-    TransportError,
-};
+use chat_sdk::transport::{ConnectRequest, Connection, Inbound, Transport};
+use chat_sdk::{Client, ClientBuilder, ConnectionState, Events, RetryPolicy, TransportError};
 use tokio::sync::mpsc;
 
 use crate::config::Settings;

@@ -49,7 +49,7 @@
 //! | mark a room read; typing; presence; history | [`Client::mark_read`] / [`Client::mark_read_up_to`], [`Client::typing`], [`Client::presence`], [`Client::history`] |
 //! | inspect and repair the outbox | [`Client::outbox`], [`Client::outbox_depth`], [`Client::retry`], [`Client::discard`], [`Client::prune_acknowledged`] |
 //! | watch the connection; force a reconnect; stop | [`Client::connection_state`], [`Client::reconnect`], [`Client::close`] |
-//! | choose the Socket.IO transport | [`ClientBuilder::transport`]: [`WebSocketTransport`] (default, tokio-tungstenite, pipelined acks) or [`SocketIoTransport`] (rust_socketio 0.6) |
+//! | choose the Socket.IO transport | [`ClientBuilder::transport`]: [`transport::WebSocketTransport`] (default, tokio-tungstenite, pipelined acks) or [`transport::SocketIoTransport`] (rust_socketio 0.6) |
 //!
 //! What is promised, exactly, is written in `docs/delivery-guarantees.md`.
 //!
@@ -79,7 +79,7 @@
 
 mod client;
 mod connection;
-pub mod error;
+mod error;
 mod outbox;
 mod receive;
 mod store;
@@ -87,7 +87,7 @@ pub mod transport;
 
 pub use chat_protocol;
 pub use client::config::{RetryPolicy, TokenFuture};
-pub use client::typing;
+pub use client::typing::STOP_AFTER as TYPING_STOP_AFTER;
 pub use client::{Client, ClientBuilder};
 pub use connection::state::{ConnectionState, DisconnectReason};
 pub use error::{
@@ -95,4 +95,3 @@ pub use error::{
 };
 pub use outbox::message_state::{FailureReason, MessageState, Milestone, OutgoingMessage};
 pub use receive::{ChatEvent, Events};
-pub use transport::{Connection, SocketIoTransport, Transport, WebSocketTransport};

@@ -135,7 +135,7 @@ async fn join_since_replays_from_the_asked_seq() {
     alice.join_since(&general, 2).await.expect("replay");
     let replay = collect_messages(&mut events, &general, 3).await;
     assert_exactly_once_in_order(&replay, &bodies[2..], 3);
-    assert_eq!(alice.last_seq(&general), Some(5));
+    assert_eq!(alice.received_seq(&general), Some(5));
 }
 
 #[tokio::test]
@@ -153,7 +153,7 @@ async fn messages_not_taken_before_a_restart_are_handed_over_again() {
             alice.send(&general, body.clone()).expect("queued");
         }
         // All five reach Bob's stream (his receipt says so); he takes only two.
-        wait_until(&mut alice_events, || bob.last_seq(&general) == Some(5)).await;
+        wait_until(&mut alice_events, || bob.received_seq(&general) == Some(5)).await;
         let taken = collect_messages(&mut bob_events, &general, 2).await;
         assert_exactly_once_in_order(&taken, &bodies[..2], 1);
         bob.close().await;
@@ -178,7 +178,7 @@ async fn messages_taken_in_a_batch_are_not_handed_over_again_after_a_restart() {
         for body in &bodies[..5] {
             alice.send(&general, body.clone()).expect("queued");
         }
-        wait_until(&mut alice_events, || bob.last_seq(&general) == Some(5)).await;
+        wait_until(&mut alice_events, || bob.received_seq(&general) == Some(5)).await;
         // Every message is waiting in the stream: take them in as few calls as it allows.
         let mut taken = Vec::new();
         let mut batch = Vec::new();

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chat_sdk::chat_protocol::ClientId;
 use chat_sdk::transport::ConnectRequest;
-use chat_sdk::{Connection, SocketIoTransport, Transport, WebSocketTransport};
+use chat_sdk::transport::{Connection, SocketIoTransport, Transport, WebSocketTransport};
 use chat_testkit::TestServer;
 use serde_json::json;
 

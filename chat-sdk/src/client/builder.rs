@@ -203,7 +203,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Replaces the transport (default [`WebSocketTransport`]; [`SocketIoTransport`](crate::SocketIoTransport) is the rust_socketio one).
+    /// Replaces the transport (default [`WebSocketTransport`]; [`SocketIoTransport`](crate::transport::SocketIoTransport) is the rust_socketio one).
     pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
         self.transport = transport;
         self
@@ -247,8 +247,8 @@ impl ClientBuilder {
             for stored in inner.store.rooms()? {
                 let view = rooms.entry(stored.room).or_default();
                 view.joined = stored.joined;
-                view.last_seq = stored.last_seq;
-                view.taken_seq = stored.last_seq.unwrap_or(0);
+                view.received_seq = stored.resume_after;
+                view.taken_seq = stored.resume_after.unwrap_or(0);
             }
         }
         for message in inner.store.awaiting_receipts()? {

@@ -7,7 +7,7 @@
 mod builder;
 pub(crate) mod config;
 pub(crate) mod shared;
-pub mod typing;
+pub(crate) mod typing;
 
 pub use builder::ClientBuilder;
 
@@ -249,9 +249,9 @@ impl Client {
             let view = rooms.entry(room.clone()).or_default();
             view.joined = true;
             if let Some(since) = since {
-                view.last_seq = Some(since);
+                view.received_seq = Some(since);
                 drop(rooms);
-                inner.store.reset_last_seq(room, since)?;
+                inner.store.reset_position(room, since)?;
             }
         }
         let conn = inner.connection().ok_or(RequestError::NotConnected)?;
@@ -309,16 +309,17 @@ impl Client {
             .await
     }
 
-    /// The last contiguous `seq` of `room` handed to the application.
-    pub fn last_seq(&self, room: &RoomId) -> Option<Seq> {
+    /// The last contiguous `seq` of `room` this client received (put on the event stream,
+    /// whether or not the application took it yet); `None` for a room it never joined.
+    pub fn received_seq(&self, room: &RoomId) -> Option<Seq> {
         lock(&self.inner().rooms)
             .get(room)
-            .and_then(|view| view.last_seq)
+            .and_then(|view| view.received_seq)
     }
 
     /// Says the user is typing in `room`; call it on every keystroke. At most one
     /// `typing:start` goes out per 3 s, and `typing:stop` follows by itself after
-    /// [`STOP_AFTER`](crate::client::typing::STOP_AFTER) without a keystroke.
+    /// [`TYPING_STOP_AFTER`](crate::TYPING_STOP_AFTER) without a keystroke.
     ///
     /// ```no_run
     /// # async fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -617,7 +618,7 @@ impl Client {
         lock(&self.inner().rooms)
             .iter()
             .filter(|(_, view)| view.joined)
-            .map(|(room, view)| (room.clone(), view.last_seq))
+            .map(|(room, view)| (room.clone(), view.received_seq))
             .collect()
     }
 }

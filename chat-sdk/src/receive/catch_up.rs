@@ -36,17 +36,17 @@ pub(crate) async fn join_room(
             *entry = (entry.0.max(mark.delivered_seq), entry.1.max(mark.read_seq));
         }
         view.receipt_sent = view.receipt_sent.max(result.delivered_seq);
-        match view.last_seq {
+        match view.received_seq {
             Some(_) => None,
             None => {
                 let start = since.unwrap_or(result.delivered_seq).min(result.last_seq);
-                view.last_seq = Some(start);
+                view.received_seq = Some(start);
                 Some(start)
             }
         }
     };
     if let Some(start) = start {
-        inner.store.set_last_seq(room, start)?;
+        inner.store.advance_position(room, start)?;
     }
     receipts::refresh_room(inner, room)?;
     Ok(result)
@@ -63,10 +63,10 @@ pub(crate) async fn catch_up(
     send_receipt(inner, conn, room).await
 }
 
-pub(crate) fn last_seq(inner: &Inner, room: &RoomId) -> Seq {
+pub(crate) fn received_seq(inner: &Inner, room: &RoomId) -> Seq {
     lock(&inner.rooms)
         .get(room)
-        .and_then(|view| view.last_seq)
+        .and_then(|view| view.received_seq)
         .unwrap_or(0)
 }
 
@@ -76,7 +76,7 @@ pub(crate) async fn sync_room(
     room: &RoomId,
 ) -> Result<(), RequestError> {
     loop {
-        let after = last_seq(inner, room);
+        let after = received_seq(inner, room);
         let page: SyncResult = request_on(
             conn,
             names::MESSAGE_SYNC,
@@ -103,7 +103,7 @@ pub(crate) fn hand_over(
 ) -> Result<usize, RequestError> {
     messages.sort_by_key(|m| m.seq);
     let mut handed = 0;
-    let mut last = last_seq(inner, room);
+    let mut last = received_seq(inner, room);
     for message in messages {
         if message.room != *room || message.seq <= last {
             continue;
@@ -118,7 +118,10 @@ pub(crate) fn hand_over(
     if handed > 0 {
         // Only the in-memory position moves here; the stored one moves when the
         // application takes the message from the stream (see `Events`).
-        lock(&inner.rooms).entry(room.clone()).or_default().last_seq = Some(last);
+        lock(&inner.rooms)
+            .entry(room.clone())
+            .or_default()
+            .received_seq = Some(last);
     }
     Ok(handed)
 }
@@ -131,7 +134,7 @@ pub(crate) async fn send_receipt(
     let (last, confirmed) = {
         let rooms = lock(&inner.rooms);
         match rooms.get(room) {
-            Some(view) => (view.last_seq.unwrap_or(0), view.receipt_sent),
+            Some(view) => (view.received_seq.unwrap_or(0), view.receipt_sent),
             None => return Ok(()),
         }
     };

@@ -139,7 +139,7 @@ impl Events {
                 view.taken_seq = view.taken_seq.max(*seq);
             }
         }
-        if let Err(err) = inner.store.set_last_seqs(&newest) {
+        if let Err(err) = inner.store.advance_positions(&newest) {
             tracing::warn!(error = %err, "could not record the room positions");
         }
     }

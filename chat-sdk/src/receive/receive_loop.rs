@@ -16,7 +16,7 @@ use chat_protocol::{Message, Presence, ReceiptUpdate, RoomId, RoomMember, Typing
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::catch_up::{catch_up, hand_over, join_room, last_seq, send_receipt, sync_room};
+use super::catch_up::{catch_up, hand_over, join_room, received_seq, send_receipt, sync_room};
 use crate::client::shared::{lock, Inner};
 use crate::connection::health;
 use crate::error::RequestError;
@@ -154,7 +154,7 @@ async fn handle(
                 return Ok(());
             };
             let room = message.room.clone();
-            let last = last_seq(inner, &room);
+            let last = received_seq(inner, &room);
             if message.seq <= last {
                 return Ok(());
             }

@@ -12,9 +12,12 @@ use chat_protocol::{ClientId, MessageId, Seq, UserId};
 pub(crate) struct RoomView {
     /// The client asked to be in this room (re-joined on every reconnect).
     pub joined: bool,
-    /// Last contiguous `seq` handed to the application; `None` before the first join.
-    pub last_seq: Option<Seq>,
-    /// Last `seq` the application took from the event stream.
+    /// Last contiguous `seq` received: put on the event stream, maybe not yet taken by the
+    /// application. Gaps and duplicates are judged against it. `None` before the first join.
+    /// (Not the room's head, which is the `last_seq` of a `room:join` answer.)
+    pub received_seq: Option<Seq>,
+    /// Last `seq` the application took from the event stream; the store keeps it as the
+    /// room's resume position, so a restart resumes after it.
     pub taken_seq: Seq,
     /// The delivered watermark the server last confirmed for this client.
     pub receipt_sent: Seq,

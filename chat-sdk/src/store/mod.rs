@@ -269,15 +269,15 @@ mod tests {
         let store = Store::in_memory().expect("store");
         let room = RoomId::new("r").expect("room");
         store.set_joined(&room, true).expect("join");
-        store.set_last_seq(&room, 5).expect("seq");
-        store.set_last_seq(&room, 3).expect("seq");
+        store.advance_position(&room, 5).expect("seq");
+        store.advance_position(&room, 3).expect("seq");
         let rooms = store.rooms().expect("rooms");
         assert_eq!(
             rooms,
             vec![StoredRoom {
                 room,
                 joined: true,
-                last_seq: Some(5)
+                resume_after: Some(5)
             }]
         );
     }

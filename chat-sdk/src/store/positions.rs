@@ -11,8 +11,9 @@ use crate::error::StoreError;
 pub(crate) struct StoredRoom {
     pub(crate) room: RoomId,
     pub(crate) joined: bool,
-    /// `None` until the first join told where to start.
-    pub(crate) last_seq: Option<Seq>,
+    /// Where receiving resumes after a restart: the last `seq` the application took (the
+    /// column is named `last_seq`). `None` until the first join told where to start.
+    pub(crate) resume_after: Option<Seq>,
 }
 
 impl Store {
@@ -31,7 +32,7 @@ impl Store {
             Ok(StoredRoom {
                 room: RoomId::new(room).map_err(corrupt)?,
                 joined,
-                last_seq: last_seq.map(|s| s.max(0) as Seq),
+                resume_after: last_seq.map(|s| s.max(0) as Seq),
             })
         })
         .collect()
@@ -49,7 +50,7 @@ impl Store {
     }
 
     /// Sets a room's position exactly, also backwards (the application asked to replay).
-    pub(crate) fn reset_last_seq(&self, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
+    pub(crate) fn reset_position(&self, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
         let conn = self.lock();
         conn.execute(
             "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, 1, ?2)
@@ -60,12 +61,12 @@ impl Store {
     }
 
     /// Records the last contiguous `seq` handed to the application for a room.
-    pub(crate) fn set_last_seq(&self, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
-        self.set_last_seqs(&[(room, seq)])
+    pub(crate) fn advance_position(&self, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
+        self.advance_positions(&[(room, seq)])
     }
 
     /// Records several rooms' positions (never moving one back) in one transaction.
-    pub(crate) fn set_last_seqs(&self, positions: &[(&RoomId, Seq)]) -> Result<(), StoreError> {
+    pub(crate) fn advance_positions(&self, positions: &[(&RoomId, Seq)]) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         {

@@ -41,7 +41,8 @@ const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 ///
 /// ```
 /// use std::sync::Arc;
-/// use chat_sdk::{Client, SocketIoTransport};
+/// use chat_sdk::transport::SocketIoTransport;
+/// use chat_sdk::Client;
 ///
 /// // The default; shown only to name it.
 /// let builder = Client::builder("http://127.0.0.1:3000", "token").transport(Arc::new(SocketIoTransport));

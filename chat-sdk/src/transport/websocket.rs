@@ -45,7 +45,8 @@ const DEFAULT_PING_TIMEOUT_MS: u64 = 20_000;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use chat_sdk::{Client, WebSocketTransport};
+/// use chat_sdk::transport::WebSocketTransport;
+/// use chat_sdk::Client;
 ///
 /// let builder = Client::builder("http://127.0.0.1:3000", "token")
 ///     .transport(Arc::new(WebSocketTransport));

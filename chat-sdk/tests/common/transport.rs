@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_sdk::transport::{ConnectRequest, Inbound};
-use chat_sdk::{Connection, SocketIoTransport, Transport, TransportError};
+use chat_sdk::transport::{Connection, SocketIoTransport, Transport};
+use chat_sdk::TransportError;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
