@@ -1,4 +1,4 @@
-//! Load through the chat SDK: each client sends on its schedule with `Client::send_async`
+//! Load through the chat SDK: each client sends on its schedule with `Client::send`
 //! (which returns once the message is in the outbox on disk, without blocking a runtime
 //! thread for the fsync) and records what its application receives.
 
@@ -116,9 +116,9 @@ impl SdkClient {
                 }
                 Some((number, at)) = due.recv() => {
                     let stamp = record.stamp(&live, at, number);
-                    match self.client.send_async(&self.room_id, stamp.encode()).await {
-                        Ok(id) => {
-                            in_flight.insert(id, (number, stamp.actual_us));
+                    match self.client.send(&self.room_id, stamp.encode()).await {
+                        Ok(message) => {
+                            in_flight.insert(message.client_id(), (number, stamp.actual_us));
                         }
                         Err(e) => {
                             tracing::warn!(client = self.index, error = %e, "send refused");
@@ -127,7 +127,7 @@ impl SdkClient {
                     }
                 }
                 _ = sample.tick() => {
-                    if let Ok(depth) = self.client.outbox_depth() {
+                    if let Ok(depth) = self.client.outbox().depth() {
                         record.peak_outbox = record.peak_outbox.max(depth as u64);
                     }
                 }

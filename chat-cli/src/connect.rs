@@ -1,19 +1,13 @@
-//! Starting an SDK client from the settings: connected, in the background, or offline.
+//! Starting an SDK client from the settings: connected, or in the background.
 //!
 //! - [`connect`] waits for the first connection and fails (exit 2) when the server is down
 //!   or refuses the token: for commands that need the server now (`listen`, `history`, …).
 //! - [`start`] returns at once and connects in the background: `send` and `chat` queue
 //!   messages in the outbox while the server is down.
-//! - [`offline`] opens the outbox file without ever connecting, through a transport that
-//!   refuses to connect: the SDK has no store-only handle, and the `outbox` commands must
-//!   work (and must not send anything) while the server is down.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use chat_sdk::transport::{ConnectRequest, Connection, Inbound, Transport};
-use chat_sdk::{Client, ClientBuilder, ConnectionState, Events, RetryPolicy, TransportError};
-use tokio::sync::mpsc;
+use chat_sdk::{Client, ClientBuilder, ConnectionState, Events, RetryPolicy};
 
 use crate::config::Settings;
 use crate::fail::Fail;
@@ -48,18 +42,6 @@ pub fn start(settings: &Settings) -> Result<(Client, Events), Fail> {
     Ok(builder(settings)?.start()?)
 }
 
-/// Opens the outbox without connecting.
-pub fn offline(settings: &Settings) -> Result<(Client, Events), Fail> {
-    let token = settings
-        .token
-        .clone()
-        .unwrap_or_else(|| "offline".to_owned());
-    Ok(Client::builder("http://offline.invalid", token)
-        .store_path(&settings.store)
-        .transport(Arc::new(NoNetwork))
-        .start()?)
-}
-
 /// Waits until the first connection attempt has an outcome: `Connected`, or a failure
 /// (`Reconnecting` or `Disconnected`). Returns the state reached, or `None` after `limit`.
 pub async fn first_outcome(client: &Client, limit: Duration) -> Option<ConnectionState> {
@@ -73,20 +55,4 @@ pub async fn first_outcome(client: &Client, limit: Duration) -> Option<Connectio
     })
     .await;
     outcome.ok().flatten()
-}
-
-/// A transport that never connects: the outbox commands use it to work on the file alone.
-#[derive(Debug)]
-struct NoNetwork;
-
-#[async_trait::async_trait]
-impl Transport for NoNetwork {
-    async fn connect(
-        &self,
-        _request: ConnectRequest,
-    ) -> Result<(Arc<dyn Connection>, mpsc::Receiver<Inbound>), TransportError> {
-        Err(TransportError::Unreachable(
-            "offline: the outbox is opened without connecting".into(),
-        ))
-    }
 }

@@ -179,7 +179,7 @@ async fn run_sdk(
         if let Ok(mut s) = sent_at.lock() {
             s.insert(body.clone(), Instant::now());
         }
-        alice.send(room, body.clone())?;
+        alice.send(room, body.clone()).await?;
         sent.push(body);
     }
     let (got, mut latencies) = receiver.await?;

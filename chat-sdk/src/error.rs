@@ -18,6 +18,22 @@ pub enum StoreError {
     /// The store's files could not be opened or synced.
     #[error("store file: {0}")]
     Io(#[from] std::io::Error),
+    /// Another client (in this process or another) runs on this outbox file. One file
+    /// serves one running client; give each client its own, or inspect this one with
+    /// [`Outbox::open`](crate::Outbox::open), which opens it read-only while it is in use.
+    #[error("the outbox {} is in use by another running client{}", .path.display(), holder_text(*.holder))]
+    InUse {
+        /// The outbox file.
+        path: std::path::PathBuf,
+        /// The process id of the client holding it, when it could be read.
+        holder: Option<u32>,
+    },
+}
+
+fn holder_text(holder: Option<u32>) -> String {
+    holder
+        .map(|pid| format!(" (process {pid})"))
+        .unwrap_or_default()
 }
 
 /// A failure of the transport: the link to the server, not the server's answer.
@@ -76,7 +92,7 @@ pub enum ConnectError {
     TokenRefresh(String),
 }
 
-/// Why [`Client::send`](crate::Client::send) did not queue a message.
+/// Why [`Client::send`](crate::Client::send) (or `reply`, or their `_blocking` forms) did not queue a message.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// The body breaks the protocol's rules (empty, too long, control characters).
@@ -94,10 +110,10 @@ pub enum SendError {
     /// The message is queued and will be sent like any other (its status events follow),
     /// but its write could not be confirmed on disk: it survives a crash of the process,
     /// maybe not a power cut. Do not send it again; a new `send` would be a second message.
-    #[error("message {client_id} is queued but the disk did not confirm it: {source}")]
+    #[error("message {} is queued but the disk did not confirm it: {source}", .message.client_id())]
     NotDurable {
-        /// The queued message.
-        client_id: ClientId,
+        /// The queued message, to follow like any other.
+        message: crate::SendHandle,
         /// Why: the fsync failed, or the store's log file was removed or replaced.
         source: StoreError,
     },
@@ -146,32 +162,74 @@ impl From<chat_protocol::AckError> for RequestError {
     }
 }
 
-/// Why an outbox operation ([`Client::retry`](crate::Client::retry),
-/// [`Client::discard`](crate::Client::discard), …) failed.
+/// Why an outbox operation ([`Outbox::retry`](crate::Outbox::retry),
+/// [`Outbox::discard`](crate::Outbox::discard), …) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     /// No message with this id is in the outbox.
     #[error("no message {0} in the outbox")]
     NotFound(ClientId),
     /// The message is not in a state that allows the operation (for example `retry` of a
-    /// message that was already sent).
-    #[error("message {id} is {state}; {operation} needs a failed{also} message")]
+    /// message that was already sent, or `discard` of one on the wire).
+    #[error("message {id} is {state}; {operation} needs {}", .operation.accepts())]
     WrongState {
         /// The message.
         id: ClientId,
-        /// Its current state, as text.
-        state: String,
+        /// Its state when the operation was refused.
+        state: crate::MessageState,
         /// The operation refused.
-        operation: &'static str,
-        /// Which other states the operation accepts, as text.
-        also: &'static str,
+        operation: OutboxOperation,
+    },
+    /// The outbox was opened read-only because a running client owns it: repairs go
+    /// through that client ([`Client::outbox`](crate::Client::outbox)), or wait until it
+    /// stops.
+    #[error("the outbox {} is in use by a running client{}: it can be listed, but {operation} must go through that client or wait until it stops", .path.display(), holder_text(*.holder))]
+    ReadOnly {
+        /// The outbox file.
+        path: std::path::PathBuf,
+        /// The process id of the owning client, when known.
+        holder: Option<u32>,
+        /// The operation refused.
+        operation: OutboxOperation,
     },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Why [`Client::wait_for`](crate::Client::wait_for) returned without the message reaching
+/// An operation on the outbox that changes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OutboxOperation {
+    /// Putting a failed message back in the queue.
+    Retry,
+    /// Removing a message.
+    Discard,
+    /// Forgetting acknowledged messages.
+    Prune,
+}
+
+impl OutboxOperation {
+    /// The states the operation accepts, as text.
+    fn accepts(self) -> &'static str {
+        match self {
+            Self::Retry => "a failed message",
+            Self::Discard => "a message that is not on the wire (queued, failed or acknowledged)",
+            Self::Prune => "acknowledged messages",
+        }
+    }
+}
+
+impl std::fmt::Display for OutboxOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Retry => "retry",
+            Self::Discard => "discard",
+            Self::Prune => "prune",
+        })
+    }
+}
+
+/// Why [`SendHandle::wait_for`](crate::SendHandle::wait_for) returned without the message reaching
 /// the asked state.
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {

@@ -4,7 +4,7 @@
 //! What it adds over a bare Socket.IO client:
 //!
 //! - **Nothing sent is lost.** [`Client::send`] writes the message to a local SQLite outbox
-//!   before returning. The outbox sends one message at a time, in order, and resends after
+//!   (on disk, fsynced) before it completes, and returns a [`SendHandle`] to follow it. The outbox sends one message at a time, in order, and resends after
 //!   any failure with the same `client_id`, which the server deduplicates — so each message
 //!   is stored exactly once, in the order it was queued, whatever the network does.
 //! - **Nothing received is lost or doubled.** Per room the client tracks the last contiguous
@@ -25,7 +25,8 @@
 //!     .await?;
 //! let room = "general".parse()?;
 //! client.join(&room).await?;
-//! client.send(&room, "hello")?;
+//! let hello = client.send(&room, "hello").await?;
+//! println!("queued {}", hello.client_id());
 //! while let Some(event) = events.recv().await {
 //!     if let ChatEvent::Message(message) = event {
 //!         println!("#{} {}: {}", message.seq, message.sender, message.body);
@@ -40,14 +41,15 @@
 //! |---|---|
 //! | start, waiting for the first connection (typed error on a refused token) | [`ClientBuilder::connect`] |
 //! | start offline-first (queue now, send when the server is reachable) | [`ClientBuilder::start`] |
-//! | send; reply | [`Client::send`], [`Client::reply`] — return the message's `client_id` once it is on disk |
-//! | send without blocking the thread for the disk | [`Client::send_async`] — the fsync runs on the blocking pool |
-//! | wait for one message to be sent / delivered / read | [`Client::wait_for`] with a [`Milestone`] |
+//! | send; reply (async: the fsync runs on the blocking pool) | [`Client::send`], [`Client::reply`] — a [`SendHandle`] once the message is durable |
+//! | the same from a plain thread | [`Client::send_blocking`], [`Client::reply_blocking`] |
+//! | follow one message: its state, a watch of it, wait for sent / delivered / read, retry, discard | [`SendHandle::state`], [`SendHandle::watch`], [`SendHandle::wait_for`] with a [`Milestone`], [`SendHandle::retry`], [`SendHandle::discard`] |
 //! | follow everything (messages, statuses, receipts, typing, presence, members, connection) | the [`Events`] stream |
 //! | keep up with a busy stream in batches (one position write per batch) | [`Events::recv_many`] |
 //! | join (and catch up); replay from a `seq`; leave | [`Client::join`], [`Client::join_since`], [`Client::leave`] |
 //! | mark a room read; typing; presence; history | [`Client::mark_read`] / [`Client::mark_read_up_to`], [`Client::typing`], [`Client::presence`], [`Client::history`] |
-//! | inspect and repair the outbox | [`Client::outbox`], [`Client::outbox_depth`], [`Client::retry`], [`Client::discard`], [`Client::prune_acknowledged`] |
+//! | inspect and repair the outbox of a running client | [`Client::outbox`]: [`Outbox::list`], [`Outbox::depth`], [`Outbox::retry`], [`Outbox::discard`], [`Outbox::prune_acknowledged`] |
+//! | the same from a tool, without a network | [`Outbox::open`] (read-only while a client runs on the file) |
 //! | watch the connection; force a reconnect; stop | [`Client::connection_state`], [`Client::reconnect`], [`Client::close`] |
 //! | choose the Socket.IO transport | [`ClientBuilder::transport`]: [`transport::WebSocketTransport`] (default, tokio-tungstenite, pipelined acks) or [`transport::SocketIoTransport`] (rust_socketio 0.6) |
 //!
@@ -91,7 +93,10 @@ pub use client::typing::STOP_AFTER as TYPING_STOP_AFTER;
 pub use client::{Client, ClientBuilder};
 pub use connection::state::{ConnectionState, DisconnectReason};
 pub use error::{
-    ConnectError, OutboxError, RequestError, SendError, StoreError, TransportError, WaitError,
+    ConnectError, OutboxError, OutboxOperation, RequestError, SendError, StoreError,
+    TransportError, WaitError,
 };
+pub use outbox::handle::Outbox;
 pub use outbox::message_state::{FailureReason, MessageState, Milestone, OutgoingMessage};
+pub use outbox::send_handle::SendHandle;
 pub use receive::{ChatEvent, Events};

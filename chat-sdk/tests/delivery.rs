@@ -16,7 +16,11 @@ async fn a_message_is_received_once_and_its_status_moves_to_read() {
     alice.join(&general).await.expect("alice joins");
     bob.join(&general).await.expect("bob joins");
 
-    let id = alice.send(&general, "hello bob").expect("queued");
+    let id = alice
+        .send(&general, "hello bob")
+        .await
+        .expect("queued")
+        .client_id();
     let got = collect_messages(&mut bob_events, &general, 1).await;
     assert_eq!(got[0].body.as_str(), "hello bob");
     assert_eq!(got[0].client_id, id);
@@ -34,12 +38,26 @@ async fn a_message_is_received_once_and_its_status_moves_to_read() {
     assert_eq!(delivered, 1);
 
     assert!(matches!(
-        alice.wait_for(id, Milestone::Delivered, PATIENCE).await,
+        alice
+            .outbox()
+            .handle(id)
+            .expect("store")
+            .expect("listed")
+            .wait_for(Milestone::Delivered, PATIENCE)
+            .await,
         Ok(MessageState::Delivered { seq: 1, .. })
     ));
     let reader = tokio::spawn({
         let alice = alice.clone();
-        async move { alice.wait_for(id, Milestone::Read, PATIENCE).await }
+        async move {
+            alice
+                .outbox()
+                .handle(id)
+                .expect("store")
+                .expect("listed")
+                .wait_for(Milestone::Read, PATIENCE)
+                .await
+        }
     });
     bob.mark_read(&general).await.expect("read");
     assert!(matches!(
@@ -95,7 +113,11 @@ async fn delivered_status_is_recovered_from_join_watermarks_after_a_restart() {
             .await
             .expect("alice connects");
         alice.join(&general).await.expect("alice joins");
-        let id = alice.send(&general, "read me later").expect("queued");
+        let id = alice
+            .send(&general, "read me later")
+            .await
+            .expect("queued")
+            .client_id();
         wait_until(&mut events, || all_acked(&alice)).await;
         alice.close().await;
         id
@@ -113,7 +135,7 @@ async fn delivered_status_is_recovered_from_join_watermarks_after_a_restart() {
     alice.join(&general).await.expect("alice re-joins");
     wait_until(&mut events, || {
         matches!(
-            alice.message(id).expect("store").map(|m| m.state),
+            alice.outbox().get(id).expect("store").map(|m| m.state),
             Some(MessageState::Read { .. })
         )
     })
@@ -128,7 +150,11 @@ async fn join_since_replays_from_the_asked_seq() {
     alice.join(&general).await.expect("join");
     let bodies: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
     for body in &bodies {
-        alice.send(&general, body.clone()).expect("queued");
+        alice
+            .send(&general, body.clone())
+            .await
+            .expect("queued")
+            .client_id();
     }
     let first = collect_messages(&mut events, &general, 5).await;
     assert_exactly_once_in_order(&first, &bodies, 1);
@@ -150,7 +176,11 @@ async fn messages_not_taken_before_a_restart_are_handed_over_again() {
         let (bob, mut bob_events) = bob_on(&server, &store).await;
         bob.join(&general).await.expect("bob joins");
         for body in &bodies {
-            alice.send(&general, body.clone()).expect("queued");
+            alice
+                .send(&general, body.clone())
+                .await
+                .expect("queued")
+                .client_id();
         }
         // All five reach Bob's stream (his receipt says so); he takes only two.
         wait_until(&mut alice_events, || bob.received_seq(&general) == Some(5)).await;
@@ -176,7 +206,11 @@ async fn messages_taken_in_a_batch_are_not_handed_over_again_after_a_restart() {
         let (bob, mut bob_events) = bob_on(&server, &store).await;
         bob.join(&general).await.expect("bob joins");
         for body in &bodies[..5] {
-            alice.send(&general, body.clone()).expect("queued");
+            alice
+                .send(&general, body.clone())
+                .await
+                .expect("queued")
+                .client_id();
         }
         wait_until(&mut alice_events, || bob.received_seq(&general) == Some(5)).await;
         // Every message is waiting in the stream: take them in as few calls as it allows.
@@ -195,7 +229,11 @@ async fn messages_taken_in_a_batch_are_not_handed_over_again_after_a_restart() {
         assert_exactly_once_in_order(&taken, &bodies[..5], 1);
         bob.close().await;
     }
-    alice.send(&general, bodies[5].clone()).expect("queued");
+    alice
+        .send(&general, bodies[5].clone())
+        .await
+        .expect("queued")
+        .client_id();
     let (bob, mut bob_events) = bob_on(&server, &store).await;
     let next = collect_messages(&mut bob_events, &general, 1).await;
     assert_exactly_once_in_order(&next, &bodies[5..], 6);

@@ -33,15 +33,11 @@ async fn scenario(fault: Fault) {
 
     let bodies: Vec<String> = (0..MESSAGES).map(|i| format!("message {i}")).collect();
     let mut ids: Vec<ClientId> = Vec::new();
-    for body in &bodies[..FAULT_AFTER] {
-        ids.push(alice.send(&general, body.clone()).expect("queued"));
-    }
+    ids.extend(send_all(&alice, &general, &bodies[..FAULT_AFTER]).await);
     // Fault while the rest is being sent: wait until the first ones are stored.
     let mut alice_seen = Vec::new();
     wait_all_sent(&mut alice_events, &ids[..FAULT_AFTER / 2], &mut alice_seen).await;
-    for body in &bodies[FAULT_AFTER..] {
-        ids.push(alice.send(&general, body.clone()).expect("queued"));
-    }
+    ids.extend(send_all(&alice, &general, &bodies[FAULT_AFTER..]).await);
     match fault {
         Fault::Kick => server.kick_all(),
         Fault::Reset => {
@@ -53,7 +49,13 @@ async fn scenario(fault: Fault) {
         Fault::Restart => server.restart().await.expect("server restarts"),
     }
     // A sentinel sent last: when it arrives, anything else would already be there.
-    ids.push(alice.send(&general, "sentinel").expect("queued"));
+    ids.push(
+        alice
+            .send(&general, "sentinel")
+            .await
+            .expect("queued")
+            .client_id(),
+    );
     let mut expected = bodies.clone();
     expected.push("sentinel".to_owned());
 
@@ -69,6 +71,7 @@ async fn scenario(fault: Fault) {
     wait_until(&mut alice_events, || all_acked(&alice)).await;
     let attempts: u32 = alice
         .outbox()
+        .list()
         .expect("outbox")
         .iter()
         .map(|m| m.attempts)
@@ -137,7 +140,9 @@ async fn mixed_faults_with_two_senders_and_two_receivers_lose_nothing() {
             for i in 0..PER_ROUND {
                 let id = client
                     .send(&general, format!("s{s} r{round} m{i}"))
-                    .expect("queued");
+                    .await
+                    .expect("queued")
+                    .client_id();
                 sent[s].push(id);
             }
         }
@@ -210,7 +215,11 @@ async fn a_silent_link_is_noticed_while_a_receipt_waits_for_its_ack() {
     let (bob, mut bob_events) = probing(&server, &relay, "bob").await;
     bob.join(&general).await.expect("bob joins");
     let state = bob.connection_state();
-    alice.send(&general, "hello").expect("queued");
+    alice
+        .send(&general, "hello")
+        .await
+        .expect("queued")
+        .client_id();
     collect_messages(&mut bob_events, &general, 1).await;
     // Bob's `receipt:delivered` for it goes out 25 ms after the hand-off, into the
     // blackhole: his session waits on its ack (120 s) while the watchdog probes.

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chat_sdk::chat_protocol::{ClientId, ErrorCode};
 use chat_sdk::{
-    ChatEvent, Client, ConnectError, Events, FailureReason, MessageState, Milestone, SendError,
-    WaitError,
+    ChatEvent, Client, ConnectError, Events, FailureReason, MessageState, Milestone, Outbox,
+    OutboxError, OutboxOperation, SendError, StoreError, WaitError,
 };
 use chat_testkit::{Relay, TestServer};
 use common::transport::CountingTransport;
@@ -42,10 +42,11 @@ async fn client_restart_on_the_same_outbox_file_resumes_with_the_same_client_ids
             .store_path(&store)
             .start()
             .expect("alice starts offline");
-        let ids = bodies
-            .iter()
-            .map(|b| alice.send(&general, b.clone()).expect("queued offline"))
-            .collect();
+        let mut ids = Vec::new();
+        for body in &bodies {
+            let sent = alice.send(&general, body.clone()).await;
+            ids.push(sent.expect("queued offline").client_id());
+        }
         // The process "dies": dropped without flushing anything.
         drop(alice);
         ids
@@ -57,6 +58,7 @@ async fn client_restart_on_the_same_outbox_file_resumes_with_the_same_client_ids
         .expect("alice restarts");
     let pending: Vec<ClientId> = alice
         .outbox()
+        .list()
         .expect("outbox")
         .iter()
         .filter(|m| m.state.is_pending())
@@ -109,7 +111,13 @@ async fn concurrent_flush_triggers_send_nothing_twice_or_out_of_order() {
         })
     };
     for body in &bodies {
-        ids.push(alice.send(&general, body.clone()).expect("queued"));
+        ids.push(
+            alice
+                .send(&general, body.clone())
+                .await
+                .expect("queued")
+                .client_id(),
+        );
         tokio::task::yield_now().await;
     }
     hammer.await.expect("hammer");
@@ -139,7 +147,11 @@ async fn an_ack_lost_after_the_commit_is_resent_and_stored_once() {
     alice.join(&general).await.expect("join");
     wire.swallow_acks
         .store(1, std::sync::atomic::Ordering::SeqCst);
-    let id = alice.send(&general, "once").expect("queued");
+    let id = alice
+        .send(&general, "once")
+        .await
+        .expect("queued")
+        .client_id();
     let got = collect_messages(&mut events, &general, 1).await;
     assert_eq!(got[0].client_id, id);
     wait_until(&mut events, || all_acked(&alice)).await;
@@ -170,7 +182,11 @@ async fn rate_limited_during_a_post_reconnect_flush_is_waited_out_not_failed() {
     .expect("state");
     let bodies: Vec<String> = (0..40).map(|i| format!("burst {i}")).collect();
     for body in &bodies {
-        alice.send(&general, body.clone()).expect("queued");
+        alice
+            .send(&general, body.clone())
+            .await
+            .expect("queued")
+            .client_id();
     }
     relay.refuse_new(false);
     let mut requeued = 0;
@@ -211,19 +227,27 @@ async fn a_full_outbox_is_a_clear_error() {
         .expect("starts offline");
     let general = room("general");
     for i in 0..3 {
-        client.send(&general, format!("m{i}")).expect("fits");
+        client
+            .send(&general, format!("m{i}"))
+            .await
+            .expect("fits")
+            .client_id();
     }
-    match client.send(&general, "one too many") {
+    match client.send(&general, "one too many").await {
         Err(SendError::OutboxFull { capacity: 3 }) => {}
         other => panic!("expected OutboxFull, got {other:?}"),
     }
     assert!(matches!(
-        client.send(&general, "  "),
+        client.send(&general, "  ").await,
         Err(SendError::Invalid(_))
     ));
-    let first = client.outbox().expect("outbox")[0].client_id;
+    let first = client.outbox().list().expect("outbox")[0].client_id;
     match client
-        .wait_for(first, Milestone::Sent, Duration::from_millis(50))
+        .outbox()
+        .handle(first)
+        .expect("store")
+        .expect("listed")
+        .wait_for(Milestone::Sent, Duration::from_millis(50))
         .await
     {
         Err(WaitError::Timeout { last }) => assert!(last.is_pending()),
@@ -289,10 +313,13 @@ async fn a_send_the_disk_does_not_confirm_is_reported_and_still_delivered_once()
         ..
     } = alice_and_bob_in_general(&server, &store).await;
 
-    let confirmed = alice.send(&general, "on disk").expect("queued and synced");
+    let confirmed = alice
+        .send_blocking(&general, "on disk")
+        .expect("queued and synced")
+        .client_id();
     remove_write_ahead_log(&store);
-    let unconfirmed = match alice.send(&general, "not confirmed") {
-        Err(SendError::NotDurable { client_id, .. }) => client_id,
+    let unconfirmed = match alice.send_blocking(&general, "not confirmed") {
+        Err(SendError::NotDurable { message, .. }) => message.client_id(),
         other => panic!("expected NotDurable, got {other:?}"),
     };
     assert_ne!(confirmed, unconfirmed);
@@ -305,11 +332,11 @@ async fn a_send_the_disk_does_not_confirm_is_reported_and_still_delivered_once()
     alice.close().await;
 }
 
-/// `send_async` waits for the disk on the blocking pool instead of the calling thread; mixed
-/// with `send`, messages still go out in the order they were queued, and a write the disk
+/// `send` waits for the disk on the blocking pool instead of the calling thread; mixed
+/// with `send_blocking`, messages still go out in the order they were queued, and a write the disk
 /// cannot confirm is reported the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_async_keeps_the_queue_order_and_reports_an_unconfirmed_write() {
+async fn send_keeps_the_queue_order_and_reports_an_unconfirmed_write() {
     let server = TestServer::start().await.expect("server starts");
     let general = room("general");
     let store = server.temp_path("alice.db");
@@ -322,14 +349,14 @@ async fn send_async_keeps_the_queue_order_and_reports_an_unconfirmed_write() {
     let mut bodies: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
     for (i, body) in bodies.iter().enumerate() {
         let queued = if i % 2 == 0 {
-            alice.send_async(&general, body.clone()).await
+            alice.send(&general, body.clone()).await
         } else {
-            alice.send(&general, body.clone())
+            alice.send_blocking(&general, body.clone())
         };
         queued.expect("queued and synced");
     }
     remove_write_ahead_log(&store);
-    match alice.send_async(&general, "not confirmed").await {
+    match alice.send(&general, "not confirmed").await {
         Err(SendError::NotDurable { .. }) => {}
         other => panic!("expected NotDurable, got {other:?}"),
     }
@@ -339,7 +366,7 @@ async fn send_async_keeps_the_queue_order_and_reports_an_unconfirmed_write() {
     alice.close().await;
 }
 
-/// Synchronous code may hold the client on threads of its own: `send` works there too (the
+/// Synchronous code may hold the client on threads of its own: `send_blocking` works there (the
 /// client's tasks run on the runtime it was started on). Starting a client needs a runtime,
 /// and without one the error says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,10 +376,11 @@ async fn send_works_from_a_thread_outside_the_runtime() {
     let (alice, bob_events) = (clients.alice.clone(), &mut clients.bob_events);
     let sender = alice.clone();
     let to = general.clone();
-    let id = std::thread::spawn(move || sender.send(&to, "from a plain thread"))
+    let id = std::thread::spawn(move || sender.send_blocking(&to, "from a plain thread"))
         .join()
         .expect("the thread did not panic")
-        .expect("queued");
+        .expect("queued")
+        .client_id();
     let got = collect_messages(bob_events, &general, 1).await;
     assert_eq!(got[0].client_id, id);
     alice.close().await;
@@ -387,11 +415,16 @@ fn sending_from_a_local_set_on_a_multi_threaded_runtime_works() {
         let (_server, mut clients) = alice_and_bob_on_a_new_server().await;
         let alice = clients.alice.clone();
         let sent = tokio::task::spawn_local(async move {
-            let id = alice.send(&general, "from a local set").expect("queued");
-            let second = alice
-                .send_async(&general, "and once more")
+            let id = alice
+                .send(&general, "from a local set")
                 .await
-                .expect("queued");
+                .expect("queued")
+                .client_id();
+            let second = alice
+                .send(&general, "and once more")
+                .await
+                .expect("queued")
+                .client_id();
             (alice, [id, second])
         });
         let (alice, ids) = sent.await.expect("the local task ran");
@@ -418,9 +451,13 @@ async fn a_store_reached_through_a_symbolic_link_syncs_the_real_log() {
         bob: _bob,
         ..
     } = alice_and_bob_in_general(&server, &link).await;
-    let id = alice.send(&general, "through a link").expect("synced");
+    let id = alice
+        .send(&general, "through a link")
+        .await
+        .expect("synced")
+        .client_id();
     remove_write_ahead_log(&real);
-    match alice.send(&general, "log gone") {
+    match alice.send(&general, "log gone").await {
         Err(SendError::NotDurable { .. }) => {}
         other => panic!("the real log was not the one synced: {other:?}"),
     }
@@ -436,7 +473,11 @@ async fn a_message_past_its_time_to_live_fails_as_expired() {
         .ttl(Duration::from_millis(100))
         .start()
         .expect("starts offline");
-    let id = client.send(&room("general"), "too late").expect("queued");
+    let id = client
+        .send(&room("general"), "too late")
+        .await
+        .expect("queued")
+        .client_id();
     wait_for(&mut events, |e| match e {
         ChatEvent::Status {
             client_id,
@@ -449,7 +490,11 @@ async fn a_message_past_its_time_to_live_fails_as_expired() {
         _ => None,
     })
     .await;
-    let message = client.message(id).expect("store").expect("still listed");
+    let message = client
+        .outbox()
+        .get(id)
+        .expect("store")
+        .expect("still listed");
     assert!(matches!(message.state, MessageState::Failed { .. }));
     client.close().await;
 }
@@ -459,8 +504,16 @@ async fn a_forbidden_message_fails_and_can_be_retried_or_discarded() {
     let server = TestServer::start().await.expect("server starts");
     let (alice, mut events) = connect(&server, &server.url(), "alice").await;
     let general = room("general");
-    let first = alice.send(&general, "before joining").expect("queued");
-    let second = alice.send(&general, "also before joining").expect("queued");
+    let first = alice
+        .send(&general, "before joining")
+        .await
+        .expect("queued")
+        .client_id();
+    let second = alice
+        .send(&general, "also before joining")
+        .await
+        .expect("queued")
+        .client_id();
     for id in [first, second] {
         let code = wait_for(&mut events, |e| match e {
             ChatEvent::Status {
@@ -477,12 +530,12 @@ async fn a_forbidden_message_fails_and_can_be_retried_or_discarded() {
         assert_eq!(code, ErrorCode::Forbidden);
     }
     alice.join(&general).await.expect("join");
-    alice.retry(first).expect("retry");
-    alice.discard(second).expect("discard");
+    alice.outbox().retry(first).await.expect("retry");
+    alice.outbox().discard(second).await.expect("discard");
     let got = collect_messages(&mut events, &general, 1).await;
     assert_eq!(got[0].client_id, first);
-    assert!(alice.message(second).expect("store").is_none());
-    assert!(alice.retry(second).is_err());
+    assert!(alice.outbox().get(second).expect("store").is_none());
+    assert!(alice.outbox().retry(second).await.is_err());
     wait_until(&mut events, || all_acked(&alice)).await;
     assert_eq!(stored(&alice, &general).await.len(), 1);
 }
@@ -505,7 +558,11 @@ async fn state_transitions_across_a_lost_ack() {
 
     wire.swallow_acks
         .store(1, std::sync::atomic::Ordering::SeqCst);
-    let id = alice.send(&general, "through a fault").expect("queued");
+    let id = alice
+        .send(&general, "through a fault")
+        .await
+        .expect("queued")
+        .client_id();
     let mut states = Vec::new();
     let mut read_requested = false;
     tokio::time::timeout(PATIENCE, async {
@@ -546,4 +603,163 @@ async fn state_transitions_across_a_lost_ack() {
         "the lost ack should have cost exactly one reconnect"
     );
     insta::assert_json_snapshot!(states);
+}
+
+/// The handle `send` returns follows its message: its watch starts from the current state
+/// and sees every milestone up to read; once pruned, the message is gone for the handle too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_handle_follows_its_message_until_read_and_pruned() {
+    let (_server, mut clients) = alice_and_bob_on_a_new_server().await;
+    let general = room("general");
+    let message = clients
+        .alice
+        .send(&general, "follow me")
+        .await
+        .expect("queued");
+    assert_eq!(message.room(), &general);
+    let sent = message
+        .wait_for(Milestone::Sent, PATIENCE)
+        .await
+        .expect("sent");
+    assert!(matches!(
+        sent,
+        MessageState::Sent { .. } | MessageState::Delivered { .. } | MessageState::Read { .. }
+    ));
+    let mut watch = message.watch().expect("watch");
+    let got = collect_messages(&mut clients.bob_events, &general, 1).await;
+    assert_eq!(got[0].client_id, message.client_id());
+    clients.bob.mark_read(&general).await.expect("bob reads");
+    let read = message
+        .wait_for(Milestone::Read, PATIENCE)
+        .await
+        .expect("read");
+    assert!(
+        matches!(read, MessageState::Read { seq: 1, .. }),
+        "{read:?}"
+    );
+    // The watch got there too, and ends there: read is final.
+    tokio::time::timeout(PATIENCE, async {
+        while !matches!(*watch.borrow_and_update(), Some(MessageState::Read { .. })) {
+            if watch.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the watch saw read");
+    assert!(matches!(*watch.borrow(), Some(MessageState::Read { .. })));
+
+    assert_eq!(
+        clients
+            .alice
+            .outbox()
+            .prune_acknowledged()
+            .await
+            .expect("pruned"),
+        1
+    );
+    assert_eq!(message.state().expect("store"), None);
+    assert!(matches!(
+        message.wait_for(Milestone::Read, PATIENCE).await,
+        Err(WaitError::NotFound(id)) if id == message.client_id()
+    ));
+    clients.alice.close().await;
+}
+
+/// One outbox file serves one running client: a second one is refused with an error naming
+/// the holder; a tool opening the file meanwhile can list it but not repair it; once the
+/// client stops, the tool owns the file and may repair it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_file_in_use_is_refused_to_a_second_client_and_read_only_to_tools() {
+    let server = TestServer::start().await.expect("server starts");
+    let store = server.temp_path("alice.db");
+    let general = room("general");
+    let (alice, _events) = builder(&server.url(), server.token("alice"))
+        .store_path(&store)
+        .start()
+        .expect("alice starts");
+    // Not joined and offline-first: the message is refused as `forbidden` once connected.
+    let refused = alice.send(&general, "not a member").await.expect("queued");
+    let failed = refused.wait_for(Milestone::Sent, PATIENCE).await;
+    assert!(matches!(failed, Err(WaitError::Failed(_))), "{failed:?}");
+
+    match builder(&server.url(), server.token("alice"))
+        .store_path(&store)
+        .start()
+    {
+        Err(ConnectError::Store(StoreError::InUse { path, holder })) => {
+            assert_eq!(path, store);
+            assert_eq!(holder, Some(std::process::id()));
+        }
+        other => panic!("expected InUse, got {:?}", other.map(|_| ())),
+    }
+
+    let tool = Outbox::open(&store).expect("opens beside the client");
+    assert!(tool.is_read_only());
+    let listed = tool.list().expect("lists");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].client_id, refused.client_id());
+    match tool.retry(refused.client_id()).await {
+        Err(OutboxError::ReadOnly { operation, .. }) => {
+            assert_eq!(operation, OutboxOperation::Retry)
+        }
+        other => panic!("expected ReadOnly, got {other:?}"),
+    }
+    assert!(matches!(
+        tool.discard(refused.client_id()).await,
+        Err(OutboxError::ReadOnly { .. })
+    ));
+    drop(tool);
+
+    alice.close().await;
+    let tool = Outbox::open(&store).expect("owns the file now");
+    assert!(!tool.is_read_only());
+    tool.discard(refused.client_id()).await.expect("discarded");
+    assert!(tool.list().expect("lists").is_empty());
+}
+
+/// Repairs that do not fit the message's state say which state it is in, as a value.
+#[tokio::test]
+async fn a_repair_of_a_message_in_the_wrong_state_names_its_state() {
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay starts");
+    let (alice, _events) = builder(&relay.url(), server.token("alice"))
+        .ack_timeout(Duration::from_secs(60))
+        .health_interval(Duration::from_secs(60))
+        .connect()
+        .await
+        .expect("alice connects");
+    let general = room("general");
+    alice.join(&general).await.expect("alice joins");
+    // The link goes silent: the message is handed over and its ack never comes.
+    relay.blackhole_all();
+    let message = alice.send(&general, "in flight").await.expect("queued");
+    let mut watch = message.watch().expect("watch");
+    tokio::time::timeout(
+        PATIENCE,
+        watch.wait_for(|s| matches!(s, Some(MessageState::Sending { .. }))),
+    )
+    .await
+    .expect("timed out")
+    .expect("sending");
+    match message.discard().await {
+        Err(OutboxError::WrongState {
+            state: MessageState::Sending { attempt: 1 },
+            operation: OutboxOperation::Discard,
+            ..
+        }) => {}
+        other => panic!("expected WrongState(Sending), got {other:?}"),
+    }
+    match message.retry().await {
+        Err(OutboxError::WrongState {
+            operation: OutboxOperation::Retry,
+            ..
+        }) => {}
+        other => panic!("expected WrongState, got {other:?}"),
+    }
+    assert!(
+        message.state().expect("store").is_some(),
+        "still in the outbox"
+    );
+    alice.close().await;
 }

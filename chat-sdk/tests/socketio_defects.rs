@@ -53,7 +53,11 @@ async fn a_server_side_kick_is_followed_by_a_reconnect() {
     let state = alice.connection_state();
     server.kick_user("alice");
     wait_reconnected(state).await;
-    alice.send(&general, "after the kick").expect("queued");
+    alice
+        .send(&general, "after the kick")
+        .await
+        .expect("queued")
+        .client_id();
     let got = collect_messages(&mut events, &general, 1).await;
     assert_eq!(got[0].body.as_str(), "after the kick");
 }
@@ -121,7 +125,11 @@ async fn sends_while_disconnected_are_kept_and_delivered_later() {
     // Sent straight into the cut, before and after the client notices it.
     let bodies: Vec<String> = (0..10).map(|i| format!("into the cut {i}")).collect();
     for body in &bodies {
-        alice.send(&general, body.clone()).expect("queued");
+        alice
+            .send(&general, body.clone())
+            .await
+            .expect("queued")
+            .client_id();
     }
     relay.refuse_new(false);
     let got = collect_messages(&mut events, &general, bodies.len()).await;
@@ -137,11 +145,15 @@ async fn an_ack_that_never_comes_times_out_and_the_message_is_resent() {
     let general = room("general");
     alice.join(&general).await.expect("join");
     relay.blackhole_all();
-    let id = alice.send(&general, "into the void").expect("queued");
+    let id = alice
+        .send(&general, "into the void")
+        .await
+        .expect("queued")
+        .client_id();
     let got = collect_messages(&mut events, &general, 1).await;
     assert_eq!(got[0].client_id, id);
     wait_until(&mut events, || all_acked(&alice)).await;
-    let message = alice.message(id).expect("store").expect("listed");
+    let message = alice.outbox().get(id).expect("store").expect("listed");
     assert!(
         message.attempts >= 2,
         "sent only {} times",
@@ -198,7 +210,11 @@ async fn three_hundred_concurrent_sends_and_requests_all_succeed_once() {
         let alice = alice.clone();
         let general = general.clone();
         tasks.push(tokio::spawn(async move {
-            let id = alice.send(&general, format!("c{i}")).expect("queued");
+            let id = alice
+                .send(&general, format!("c{i}"))
+                .await
+                .expect("queued")
+                .client_id();
             let presence = alice
                 .presence(&[UserId::new("alice").expect("id")])
                 .await
@@ -215,6 +231,7 @@ async fn three_hundred_concurrent_sends_and_requests_all_succeed_once() {
     // Stored in the order they were queued, each once.
     let queue_order: Vec<_> = alice
         .outbox()
+        .list()
         .expect("outbox")
         .iter()
         .map(|m| m.client_id)
@@ -244,7 +261,9 @@ async fn after_unanswered_acks_sequential_requests_keep_working() {
         relay.blackhole_all();
         alice
             .send(&general, format!("stale {round}"))
-            .expect("queued");
+            .await
+            .expect("queued")
+            .client_id();
         wait_until(&mut events, || all_acked(&alice)).await;
     }
     for i in 0..500 {
@@ -267,15 +286,17 @@ async fn an_application_not_reading_events_does_not_hold_up_acks() {
     let general = room("general");
     alice.join(&general).await.expect("alice joins");
     bob.join(&general).await.expect("bob joins");
-    let ids: Vec<_> = (0..100)
-        .map(|i| alice.send(&general, format!("unread {i}")).expect("queued"))
-        .collect();
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let sent = alice.send(&general, format!("unread {i}")).await;
+        ids.push(sent.expect("queued").client_id());
+    }
     let got = collect_messages(&mut bob_events, &general, 100).await;
     assert_eq!(got.len(), 100);
     // Alice's events sit unread, yet her messages were all acknowledged.
     wait_until(&mut bob_events, || all_acked(&alice)).await;
     assert!(ids.iter().all(|id| {
-        alice.message(*id).expect("store").is_some_and(|m| {
+        alice.outbox().get(*id).expect("store").is_some_and(|m| {
             !matches!(m.state, MessageState::Queued | MessageState::Sending { .. })
         })
     }));
@@ -358,8 +379,14 @@ async fn a_token_refused_on_reconnect_is_refreshed_or_reported() {
     server.rotate_secret("rotated");
     let id = with_hook
         .send(&general, "after the rotation")
-        .expect("queued");
-    let stuck = without_hook.send(&general, "never sent").expect("queued");
+        .await
+        .expect("queued")
+        .client_id();
+    let stuck = without_hook
+        .send(&general, "never sent")
+        .await
+        .expect("queued")
+        .client_id();
     server.resume().await.expect("resumes");
 
     let got = collect_messages(&mut events, &general, 1).await;
@@ -379,7 +406,11 @@ async fn a_token_refused_on_reconnect_is_refreshed_or_reported() {
     .await
     .expect("bob's client gave up with Unauthorized")
     .expect("state");
-    let bob_message = without_hook.message(stuck).expect("store").expect("kept");
+    let bob_message = without_hook
+        .outbox()
+        .get(stuck)
+        .expect("store")
+        .expect("kept");
     assert!(bob_message.state.is_pending());
 }
 

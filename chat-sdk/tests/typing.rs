@@ -143,7 +143,11 @@ async fn stop_typing_and_sending_stop_at_once_and_only_once() {
 
     client.typing(&room).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    client.send(&room, "done typing").expect("queued");
+    client
+        .send(&room, "done typing")
+        .await
+        .expect("queued")
+        .client_id();
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(
         entries(&log),

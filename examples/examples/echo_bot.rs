@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     // At start the SDK catches up from the bot's delivered watermark, so a
                     // restarted bot answers what arrived while it was away, once.
                     let text = format!("{} said: {}", message.sender, message.body);
-                    client.reply(&room, text, message.seq)?;
+                    client.reply(&room, text, message.seq).await?;
                 }
                 Some(_) => {}
                 None => break,

@@ -13,7 +13,7 @@
 //! members of the room receive and read it. Stop the server meanwhile: the message waits
 //! in the outbox (`sender.db`) and goes out when the server is back.
 
-use chat_sdk::{ChatEvent, Client, MessageState};
+use chat_sdk::{Client, MessageState};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,36 +24,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let text = args.next().unwrap_or_else(|| "hello".into());
 
     // `start` does not wait for the server: the message is queued on disk either way.
-    let (client, mut events) = Client::builder(url, token)
+    let (client, events) = Client::builder(url, token)
         .store_path("sender.db")
         .start()?;
     if let Err(err) = client.join(&room).await {
         // Offline, the SDK joins the room as soon as it connects, before sending.
         eprintln!("join deferred: {err}");
     }
-    let id = client.send(&room, text)?;
-    println!("queued {id}");
+    let message = client.send(&room, text).await?;
+    println!("queued {}", message.client_id());
 
-    while let Some(event) = events.recv().await {
-        match event {
-            ChatEvent::Status {
-                client_id, state, ..
-            } if client_id == id => {
-                match state.seq() {
-                    Some(seq) => println!("{state} #{seq}"),
-                    None => println!("{state}"),
-                }
-                if matches!(
-                    state,
-                    MessageState::Read { .. } | MessageState::Failed { .. }
-                ) {
-                    break;
-                }
-            }
-            ChatEvent::Connection(state) => eprintln!("connection: {state:?}"),
-            _ => {}
+    // The handle's watch shows the message's state now, then every change.
+    let mut state = message.watch()?;
+    loop {
+        let now = state.borrow_and_update().clone();
+        match &now {
+            Some(now) => match now.seq() {
+                Some(seq) => println!("{now} #{seq}"),
+                None => println!("{now}"),
+            },
+            None => break, // discarded from another handle
+        }
+        if matches!(
+            now,
+            Some(MessageState::Read { .. } | MessageState::Failed { .. })
+        ) || state.changed().await.is_err()
+        {
+            break;
         }
     }
+    drop(events);
     client.close().await;
     Ok(())
 }

@@ -48,7 +48,7 @@ pub async fn run(args: ChatArgs) -> Result<(), Fail> {
     } else {
         lines(&client, events, view).await
     };
-    let left = client.outbox_depth().unwrap_or(0);
+    let left = client.outbox().depth().unwrap_or(0);
     client.close().await;
     if left > 0 {
         eprintln!("chat: {left} message(s) wait in the outbox; they go out on the next connection (chat outbox flush)");
@@ -90,11 +90,11 @@ fn view_room(view: &View) -> chat_protocol::RoomId {
     view.room().clone()
 }
 
-fn send_line(client: &Client, view: &View, text: &str) -> Option<String> {
+async fn send_line(client: &Client, view: &View, text: &str) -> Option<String> {
     if text.trim().is_empty() {
         return None;
     }
-    match client.send(&view_room(view), text) {
+    match client.send(&view_room(view), text).await {
         Ok(_) => None,
         Err(SendError::NotDurable { source, .. }) => Some(format!(
             "  ! queued, but the disk did not confirm it (do not type it again): {source}"
@@ -179,7 +179,7 @@ async fn tty(client: &Client, mut events: Events, mut view: View) -> Result<(), 
                     KeyCode::Char('u') if ctrl => screen.input.clear(),
                     KeyCode::Enter => {
                         let text = std::mem::take(&mut screen.input);
-                        let lines: Vec<String> = send_line(client, &view, &text).into_iter().collect();
+                        let lines: Vec<String> = send_line(client, &view, &text).await.into_iter().collect();
                         screen.print(&lines, &view.prompt());
                         continue;
                     }
@@ -213,7 +213,8 @@ async fn lines(client: &Client, mut events: Events, mut view: View) -> Result<()
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     loop {
         if let Some(deadline) = drain_deadline {
-            if client.outbox_depth().unwrap_or(0) == 0 || tokio::time::Instant::now() >= deadline {
+            if client.outbox().depth().unwrap_or(0) == 0 || tokio::time::Instant::now() >= deadline
+            {
                 return Ok(());
             }
         }
@@ -232,7 +233,7 @@ async fn lines(client: &Client, mut events: Events, mut view: View) -> Result<()
             }
             line = input.next_line(), if input_open => match line {
                 Ok(Some(text)) => {
-                    if let Some(line) = send_line(client, &view, &text) {
+                    if let Some(line) = send_line(client, &view, &text).await {
                         out(&line);
                     }
                 }

@@ -1,12 +1,14 @@
 //! `chat outbox list|retry|discard|flush`: the persistent outbox file.
 //!
-//! `list`, `retry` and `discard` open the file without connecting, so they work while the
-//! server is down (a retried message goes out on the next connection: `flush`, `send`,
-//! `listen` or `chat`). `flush` connects and waits until nothing is left to send.
+//! `list`, `retry` and `discard` open the file without connecting ([`Outbox::open`]), so
+//! they work while the server is down (a retried message goes out on the next connection:
+//! `flush`, `send`, `listen` or `chat`). While another `chat` runs on the same file, `list`
+//! still works and `retry`/`discard` are refused with a message saying so. `flush` connects
+//! and waits until nothing is left to send.
 
 use std::time::Duration;
 
-use chat_sdk::{ChatEvent, Client, ConnectionState, MessageState};
+use chat_sdk::{ChatEvent, Client, ConnectionState, MessageState, Outbox};
 
 use super::out;
 use crate::cli::{OutboxAction, OutboxArgs};
@@ -20,11 +22,8 @@ pub async fn run(args: OutboxArgs) -> Result<(), Fail> {
     let settings = config::resolve(&args.client)?;
     match args.action {
         OutboxAction::List { json } => {
-            let (client, _events) = connect::offline(&settings)?;
-            let result = client.outbox();
-            client.close().await;
+            let messages = Outbox::open(&settings.store)?.list()?;
             let style = Style::stdout();
-            let messages = result?;
             for message in &messages {
                 if json {
                     out(&serde_json::to_string(message).unwrap_or_default());
@@ -38,20 +37,14 @@ pub async fn run(args: OutboxArgs) -> Result<(), Fail> {
             Ok(())
         }
         OutboxAction::Retry { id } => {
-            let (client, _events) = connect::offline(&settings)?;
-            let result = client.retry(id);
-            client.close().await;
-            result?;
+            Outbox::open(&settings.store)?.retry(id).await?;
             eprintln!(
                 "chat: {id} queued again; it goes out on the next connection (chat outbox flush)"
             );
             Ok(())
         }
         OutboxAction::Discard { id } => {
-            let (client, _events) = connect::offline(&settings)?;
-            let result = client.discard(id);
-            client.close().await;
-            result?;
+            Outbox::open(&settings.store)?.discard(id).await?;
             eprintln!("chat: {id} discarded");
             Ok(())
         }
@@ -66,7 +59,7 @@ pub async fn run(args: OutboxArgs) -> Result<(), Fail> {
 
 /// Messages still to send, and failed ones.
 fn unsent(client: &Client) -> Result<(usize, usize), Fail> {
-    let messages = client.outbox()?;
+    let messages = client.outbox().list()?;
     let pending = messages.iter().filter(|m| m.state.is_pending()).count();
     let failed = messages
         .iter()

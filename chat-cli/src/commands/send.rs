@@ -99,11 +99,12 @@ async fn send(
     let mut states: HashMap<ClientId, MessageState> = HashMap::new();
     let mut order = Vec::new();
     for text in texts {
-        let id = match client.send(&args.room, text) {
-            Ok(id) => id,
+        let id = match client.send(&args.room, text).await {
+            Ok(message) => message.client_id(),
             // Queued and on its way, only not confirmed on disk: sending it again would
             // make a second message, so go on and report it like any other.
-            Err(SendError::NotDurable { client_id, source }) => {
+            Err(SendError::NotDurable { message, source }) => {
+                let client_id = message.client_id();
                 eprintln!("chat: message {client_id} is queued, but the disk did not confirm it: {source}");
                 client_id
             }

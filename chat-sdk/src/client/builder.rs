@@ -285,7 +285,7 @@ impl ClientBuilder {
     /// let (client, _events) = chat_sdk::Client::builder("http://127.0.0.1:3000", "<jwt>")
     ///     .store_path("outbox.db")
     ///     .start()?;
-    /// client.send(&"general".parse()?, "queued even if the server is down")?;
+    /// client.send(&"general".parse()?, "queued even if the server is down").await?;
     /// # Ok(()) }
     /// ```
     pub fn start(self) -> Result<(Client, Events), ConnectError> {

@@ -22,11 +22,11 @@ use chat_protocol::{Body, ClientId, Presence, RoomId, Seq, UserId};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::error::{OutboxError, RequestError, SendError, StoreError, WaitError};
-use crate::outbox::flusher;
+use crate::error::{RequestError, SendError};
+use crate::outbox::{flusher, transitions};
 use crate::receive::catch_up;
-use crate::receive::ChatEvent;
-use crate::{ConnectionState, MessageState, Milestone, OutgoingMessage};
+use crate::{ConnectionState, MessageState, OutgoingMessage};
+use crate::{Outbox, SendHandle};
 use shared::{lock, Inner};
 
 /// Owns the background tasks; dropping the last handle shuts them down.
@@ -39,6 +39,10 @@ pub(crate) struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.inner.shutdown.cancel();
+        // The client is gone for its application: a new one may own the file at once. A
+        // background task still finishing may write one more state, which is harmless (a
+        // resend at most, deduplicated by the server).
+        self.inner.store.release_owner();
     }
 }
 
@@ -59,11 +63,13 @@ impl Drop for Handle {
 ///     .await?;
 /// let room = "general".parse()?;
 /// client.join(&room).await?;
-/// let id = client.send(&room, "hello")?;
+/// let hello = client.send(&room, "hello").await?;
 /// while let Some(event) = events.recv().await {
 ///     match event {
 ///         ChatEvent::Message(m) => println!("{}: {}", m.sender, m.body),
-///         ChatEvent::Status { client_id, state, .. } if client_id == id => println!("{state}"),
+///         ChatEvent::Status { client_id, state, .. } if client_id == hello.client_id() => {
+///             println!("{state}")
+///         }
 ///         _ => {}
 ///     }
 /// }
@@ -90,87 +96,112 @@ impl Client {
         self.inner().me.as_ref()
     }
 
-    /// Queues `text` for `room` and returns its id. The message is on disk when this
-    /// returns; it is sent as soon as (and whenever) the connection allows, exactly once,
-    /// after every earlier message of this client. Its progress arrives as
-    /// [`ChatEvent::Status`] events — the first ones possibly before this returns, since
-    /// the message may go out while the disk confirms it. This call blocks its thread for
-    /// that confirmation (one fsync). [`SendError::NotDurable`] means the message is queued
-    /// but the confirmation failed: do not send it again.
+    /// Queues `text` for `room` and returns a handle to the message once it is durable in
+    /// the outbox (on disk, safe from a crash of the process and from a power cut). It is
+    /// sent as soon as (and whenever) the connection allows, exactly once, after every
+    /// earlier message of this client. The disk is waited for on the runtime's blocking
+    /// pool, so no thread is blocked; the message may already be on the wire meanwhile.
+    ///
+    /// The message is queued, in order, when the returned future is first polled; if the
+    /// future is dropped after that, it stays queued (its id comes with
+    /// [`ChatEvent::Queued`](crate::ChatEvent::Queued); [`Outbox::handle`] makes a handle). [`SendError::NotDurable`] means it is queued but the disk did
+    /// not confirm it: do not send it again.
     ///
     /// ```no_run
-    /// # fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
-    /// let id = client.send(&"general".parse()?, "hello")?;
-    /// println!("queued {id}");
+    /// # async fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let message = client.send(&"general".parse()?, "hello").await?;
+    /// println!("queued {}", message.client_id());
     /// # Ok(()) }
     /// ```
-    pub fn send(&self, room: &RoomId, text: impl Into<String>) -> Result<ClientId, SendError> {
-        self.send_message(room, text, None)
+    pub async fn send(
+        &self,
+        room: &RoomId,
+        text: impl Into<String>,
+    ) -> Result<SendHandle, SendError> {
+        self.send_message(room, text, None).await
     }
 
     /// Like [`Client::send`], answering the message with `seq` `reply_to`.
-    pub fn reply(
+    pub async fn reply(
         &self,
         room: &RoomId,
         text: impl Into<String>,
         reply_to: Seq,
-    ) -> Result<ClientId, SendError> {
-        self.send_message(room, text, Some(reply_to))
+    ) -> Result<SendHandle, SendError> {
+        self.send_message(room, text, Some(reply_to)).await
     }
 
-    /// Like [`Client::send`], but waits for the disk without blocking the thread: the fsync
-    /// runs on the runtime's blocking pool while this task yields, so the outbox (and every
-    /// other task) keeps running. The message is queued, in order, when the returned
-    /// future is first polled; if the future is dropped after that, the message stays
-    /// queued (its id arrives in [`ChatEvent::Queued`]).
+    /// Like [`Client::send`], for a plain thread (not a runtime's): blocks it until the
+    /// message is durable (one fsync). Callable from any thread, also one outside the
+    /// client's runtime; from inside an async task, use [`Client::send`].
     ///
     /// ```no_run
-    /// # async fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
-    /// let id = client.send_async(&"general".parse()?, "hello").await?;
-    /// println!("queued {id}");
+    /// # fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let message = client.send_blocking(&"general".parse()?, "from a thread")?;
+    /// println!("queued {}", message.client_id());
     /// # Ok(()) }
     /// ```
-    pub async fn send_async(
+    pub fn send_blocking(
         &self,
         room: &RoomId,
         text: impl Into<String>,
-    ) -> Result<ClientId, SendError> {
-        let inner = self.inner();
-        let client_id = self.queue(room, text, None)?;
-        flusher::trigger(inner);
-        if !inner.store.needs_sync() {
-            return Ok(client_id);
-        }
-        let store = inner.clone();
-        let synced = inner
-            .runtime
-            .spawn_blocking(move || store.store.sync())
-            .await
-            .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped.to_string()).into()));
-        synced.map_err(|source| SendError::NotDurable { client_id, source })?;
-        Ok(client_id)
+    ) -> Result<SendHandle, SendError> {
+        self.send_message_blocking(room, text, None)
     }
 
-    fn send_message(
+    /// Like [`Client::send_blocking`], answering the message with `seq` `reply_to`.
+    pub fn reply_blocking(
+        &self,
+        room: &RoomId,
+        text: impl Into<String>,
+        reply_to: Seq,
+    ) -> Result<SendHandle, SendError> {
+        self.send_message_blocking(room, text, Some(reply_to))
+    }
+
+    async fn send_message(
         &self,
         room: &RoomId,
         text: impl Into<String>,
         reply_to: Option<Seq>,
-    ) -> Result<ClientId, SendError> {
+    ) -> Result<SendHandle, SendError> {
         let inner = self.inner();
-        let client_id = self.queue(room, text, reply_to)?;
+        let message = self.queue(room, text, reply_to)?;
+        flusher::trigger(inner);
+        if !inner.store.needs_sync() {
+            return Ok(message);
+        }
+        let store = inner.store.clone();
+        let synced = inner
+            .runtime
+            .spawn_blocking(move || store.sync())
+            .await
+            .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped.to_string()).into()));
+        match synced {
+            Ok(()) => Ok(message),
+            Err(source) => Err(SendError::NotDurable { message, source }),
+        }
+    }
+
+    fn send_message_blocking(
+        &self,
+        room: &RoomId,
+        text: impl Into<String>,
+        reply_to: Option<Seq>,
+    ) -> Result<SendHandle, SendError> {
+        let inner = self.inner();
+        let message = self.queue(room, text, reply_to)?;
         if !inner.store.needs_sync() {
             flusher::trigger(inner);
-            return Ok(client_id);
+            return Ok(message);
         }
         // The flusher may put the message on the wire while the disk confirms it: the
         // network round trip and the fsync overlap instead of adding up.
         let _flusher = FlusherStart::from_another_thread(inner);
-        inner
-            .store
-            .sync()
-            .map_err(|source| SendError::NotDurable { client_id, source })?;
-        Ok(client_id)
+        match inner.store.sync() {
+            Ok(()) => Ok(message),
+            Err(source) => Err(SendError::NotDurable { message, source }),
+        }
     }
 
     /// Commits a new message to the outbox and announces it; the caller starts the outbox
@@ -180,7 +211,7 @@ impl Client {
         room: &RoomId,
         text: impl Into<String>,
         reply_to: Option<Seq>,
-    ) -> Result<ClientId, SendError> {
+    ) -> Result<SendHandle, SendError> {
         let inner = self.inner();
         let body = Body::new(text)?;
         let message = OutgoingMessage {
@@ -192,11 +223,7 @@ impl Client {
             attempts: 0,
             state: MessageState::Queued,
         };
-        let announce = || inner.emit(ChatEvent::Queued(message.clone()));
-        if !inner
-            .store
-            .insert_announced(&message, inner.config.outbox_capacity, announce)?
-        {
+        if !transitions::queue(inner, &message, inner.config.outbox_capacity)? {
             return Err(SendError::OutboxFull {
                 capacity: inner.config.outbox_capacity,
             });
@@ -209,7 +236,11 @@ impl Client {
                 .clone()
                 .spawn(async move { typing::stop(&inner, &room).await });
         }
-        Ok(message.client_id)
+        Ok(SendHandle::new(
+            inner.clone(),
+            message.client_id,
+            message.room,
+        ))
     }
 
     /// Joins `room` (membership is durable on the server) and catches up on it: messages
@@ -394,170 +425,26 @@ impl Client {
             .await
     }
 
-    /// Every message in the outbox, oldest first: unsent, failed, and sent ones with their
-    /// delivered/read progress.
+    /// The outbox of this client, for listing and repairs (retry, discard, prune); each
+    /// repair goes through this client, announced on its event stream.
     ///
     /// ```no_run
-    /// # fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
-    /// for m in client.outbox()? {
+    /// # async fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let outbox = client.outbox();
+    /// println!("{} waiting", outbox.depth()?);
+    /// for m in outbox.list()? {
     ///     println!("{} {} {:?}", m.client_id, m.state, m.body);
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn outbox(&self) -> Result<Vec<OutgoingMessage>, StoreError> {
-        self.inner().store.list()
-    }
-
-    /// How many messages wait in the outbox: queued, sending or failed.
-    pub fn outbox_depth(&self) -> Result<usize, StoreError> {
-        self.inner().store.unsent_count()
-    }
-
-    /// Forgets acknowledged messages (sent, delivered, read): they stay listed by
-    /// [`Client::outbox`] until pruned, so their delivered/read progress can be followed.
-    /// Returns how many were removed.
-    pub fn prune_acknowledged(&self) -> Result<usize, StoreError> {
-        let inner = self.inner();
-        let _guard = lock(&inner.status_lock);
-        for view in lock(&inner.rooms).values_mut() {
-            view.awaiting_delivery.clear();
-            view.awaiting_read.clear();
-        }
-        inner.store.prune_acknowledged()
-    }
-
-    /// One message of the outbox.
-    pub fn message(&self, id: ClientId) -> Result<Option<OutgoingMessage>, StoreError> {
-        self.inner().store.get(id)
-    }
-
-    /// Waits until message `id` reaches `milestone` (or a later state), at most `timeout`.
-    /// Returns its state then; fails early if it fails.
-    ///
-    /// ```no_run
-    /// # async fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
-    /// use std::time::Duration;
-    /// use chat_sdk::Milestone;
-    ///
-    /// let id = client.send(&"general".parse()?, "hello")?;
-    /// let state = client.wait_for(id, Milestone::Delivered, Duration::from_secs(30)).await?;
-    /// println!("{state}");
-    /// # Ok(()) }
-    /// ```
-    pub async fn wait_for(
-        &self,
-        id: ClientId,
-        milestone: Milestone,
-        timeout: Duration,
-    ) -> Result<MessageState, WaitError> {
-        let inner = self.inner();
-        let mut generation = inner.status_generation.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            generation.borrow_and_update();
-            let message = inner.store.get(id)?.ok_or(WaitError::NotFound(id))?;
-            if milestone.reached_by(&message.state) {
-                return Ok(message.state);
-            }
-            if let MessageState::Failed { reason } = message.state {
-                return Err(WaitError::Failed(reason));
-            }
-            match tokio::time::timeout_at(deadline, generation.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => {
-                    return Err(WaitError::Timeout {
-                        last: message.state,
-                    })
-                }
-            }
-        }
-    }
-
-    /// Puts a failed message back in the queue (same `client_id`, so it is still stored at
-    /// most once). Returns once that is on disk; if the disk cannot confirm it,
-    /// [`OutboxError::Store`] comes back although the message is already queued again.
-    ///
-    /// ```no_run
-    /// # fn demo(client: chat_sdk::Client) -> Result<(), Box<dyn std::error::Error>> {
-    /// use chat_sdk::MessageState;
-    ///
-    /// for m in client.outbox()? {
-    ///     if let MessageState::Failed { reason } = &m.state {
-    ///         eprintln!("retrying {} ({reason})", m.client_id);
-    ///         client.retry(m.client_id)?;
-    ///     }
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn retry(&self, id: ClientId) -> Result<(), OutboxError> {
-        let inner = self.inner();
-        let message = inner.store.get(id)?.ok_or(OutboxError::NotFound(id))?;
-        if !matches!(message.state, MessageState::Failed { .. }) {
-            return Err(OutboxError::WrongState {
-                id,
-                state: message.state.name().to_owned(),
-                operation: "retry",
-                also: "",
-            });
-        }
-        let mut requeued = message.clone();
-        requeued.queued_at = flusher::now_ms();
-        inner.store.delete(id)?;
-        requeued.state = MessageState::Queued;
-        // Re-inserted at the back of the queue, behind messages queued meanwhile.
-        let announce = || {
-            inner.emit(ChatEvent::Status {
-                client_id: id,
-                room: requeued.room.clone(),
-                state: MessageState::Queued,
-            })
-        };
-        inner
-            .store
-            .insert_announced(&requeued, usize::MAX, announce)?;
-        flusher::trigger(inner);
-        // The delete and the insert are two commits: both reach the disk before this
-        // returns, so a power cut cannot keep the first without the second.
-        inner.store.sync()?;
-        Ok(())
-    }
-
-    /// Removes a message that is not in flight (queued, failed, or already acknowledged).
-    /// A discarded queued message is never sent. Returns once that is on disk; if the disk
-    /// cannot confirm it, [`OutboxError::Store`] comes back although the message is already
-    /// gone.
-    ///
-    /// ```no_run
-    /// # fn demo(client: chat_sdk::Client, id: chat_sdk::chat_protocol::ClientId) -> Result<(), Box<dyn std::error::Error>> {
-    /// client.discard(id)?;
-    /// # Ok(()) }
-    /// ```
-    pub fn discard(&self, id: ClientId) -> Result<(), OutboxError> {
-        let inner = self.inner();
-        let message = inner.store.get(id)?.ok_or(OutboxError::NotFound(id))?;
-        if matches!(message.state, MessageState::Sending { .. }) {
-            return Err(OutboxError::WrongState {
-                id,
-                state: message.state.name().to_owned(),
-                operation: "discard",
-                also: ", queued or acknowledged",
-            });
-        }
-        inner.store.delete(id)?;
-        // A discard lost to a power cut would bring the message back, and it would be sent.
-        inner.store.sync()?;
-        Ok(())
+    pub fn outbox(&self) -> Outbox {
+        Outbox::of_client(self.inner().clone())
     }
 
     /// Asks the outbox to send now. Never needed for correctness (the outbox flushes on
     /// every send and reconnect); harmless to call any number of times concurrently.
     pub fn flush(&self) {
         flusher::trigger(self.inner());
-    }
-
-    /// Whether a flusher is running now.
-    pub fn is_flushing(&self) -> bool {
-        self.inner().is_flushing()
     }
 
     /// A watch of the connection state.
@@ -595,8 +482,9 @@ impl Client {
         }
     }
 
-    /// Stops the client: closes the connection and ends the event stream. Queued messages
-    /// stay in the store for the next run.
+    /// Stops the client: closes the connection, stops sending, ends the event stream and
+    /// lets go of the outbox file, which another client or [`Outbox::open`] may then own.
+    /// Queued messages stay in the store for the next run.
     ///
     /// ```no_run
     /// # async fn demo(client: chat_sdk::Client) {
@@ -610,6 +498,9 @@ impl Client {
         if let Some(task) = supervisor {
             let _ = task.await;
         }
+        // Nothing sends any more: the outbox file is free for another client or a tool.
+        flusher::idle(inner).await;
+        inner.store.release_owner();
         inner.close_events();
     }
 

@@ -5,7 +5,7 @@
 //! connection and the event stream through it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chat_protocol::{RoomId, UserId};
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::config::Config;
 use crate::client::typing::TypingState;
 use crate::error::RequestError;
+use crate::outbox::watchers::Watchers;
 use crate::receive::rooms::RoomView;
 use crate::receive::ChatEvent;
 use crate::store::Store;
@@ -28,13 +29,15 @@ pub(crate) struct Inner {
     /// The runtime the client was started on: its tasks are spawned there, so the client
     /// can be used from threads outside it.
     pub runtime: tokio::runtime::Handle,
-    pub store: Store,
+    pub store: Arc<Store>,
     /// The live connection, if any.
     pub conn: watch::Sender<Option<Arc<dyn Connection>>>,
     pub state: watch::Sender<ConnectionState>,
     events: Mutex<Option<mpsc::UnboundedSender<ChatEvent>>>,
     /// Set while a flusher runs; taken only by compare-exchange.
     pub flushing: AtomicBool,
+    /// Woken when a flusher stops, for [`Client::close`](crate::Client::close).
+    pub flusher_idle: tokio::sync::Notify,
     /// Set by every flush trigger, so one that lands during a flush is not lost.
     pub flush_again: AtomicBool,
     /// Set when the server refused the token mid-session: refresh before reconnecting.
@@ -48,8 +51,8 @@ pub(crate) struct Inner {
     pub token: Mutex<String>,
     pub me: Option<UserId>,
     pub typing: Mutex<HashMap<RoomId, TypingState>>,
-    /// Bumped on every status change, so waiters on one message wake up and re-read it.
-    pub status_generation: watch::Sender<u64>,
+    /// Watches of single messages, for their send handles.
+    pub watchers: Watchers,
 }
 
 impl std::fmt::Debug for Inner {
@@ -82,11 +85,12 @@ impl Inner {
         Self {
             config,
             runtime,
-            store,
+            store: Arc::new(store),
             conn: watch::channel(None).0,
             state: watch::channel(ConnectionState::Connecting).0,
             events: Mutex::new(Some(events)),
             flushing: AtomicBool::new(false),
+            flusher_idle: tokio::sync::Notify::new(),
             flush_again: AtomicBool::new(false),
             refresh_token: AtomicBool::new(false),
             rooms: Mutex::new(HashMap::new()),
@@ -96,16 +100,12 @@ impl Inner {
             token: Mutex::new(token),
             me,
             typing: Mutex::new(HashMap::new()),
-            status_generation: watch::channel(0).0,
+            watchers: Watchers::default(),
         }
     }
 
     /// Hands an event to the application (dropped silently if it dropped its stream).
     pub(crate) fn emit(&self, event: ChatEvent) {
-        if matches!(event, ChatEvent::Status { .. }) {
-            self.status_generation
-                .send_modify(|g| *g = g.wrapping_add(1));
-        }
         if let Some(tx) = lock(&self.events).as_ref() {
             let _ = tx.send(event);
         }
@@ -144,10 +144,6 @@ impl Inner {
     ) -> Result<Res, RequestError> {
         let conn = self.connection().ok_or(RequestError::NotConnected)?;
         request_on(&*conn, event, request).await
-    }
-
-    pub(crate) fn is_flushing(&self) -> bool {
-        self.flushing.load(Ordering::Acquire)
     }
 }
 

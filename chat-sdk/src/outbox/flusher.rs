@@ -26,8 +26,7 @@ use chat_protocol::{AckError, Body, ErrorCode};
 
 use crate::client::shared::Inner;
 use crate::error::StoreError;
-use crate::outbox::receipts;
-use crate::receive::ChatEvent;
+use crate::outbox::{receipts, transitions};
 use crate::{FailureReason, MessageState, OutgoingMessage};
 
 /// Wait used when a `rate_limited` answer carries no `retry_after_ms`.
@@ -59,8 +58,22 @@ async fn run(inner: Arc<Inner>) {
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
         {
+            break;
+        }
+    }
+    inner.flusher_idle.notify_waiters();
+}
+
+/// Waits until no flusher runs (after shutdown, none starts that touches the store).
+pub(crate) async fn idle(inner: &Inner) {
+    loop {
+        let notified = inner.flusher_idle.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !inner.flushing.load(Ordering::Acquire) {
             return;
         }
+        notified.await;
     }
 }
 
@@ -71,20 +84,14 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Moves a message to `state`, persists it and tells the application.
-pub(crate) fn transition(
+/// Moves a message to `state` through the one place states change.
+fn transition(
     inner: &Inner,
     message: &OutgoingMessage,
     state: MessageState,
     attempts: Option<u32>,
 ) -> Result<(), StoreError> {
-    inner.store.set_state(message.client_id, &state, attempts)?;
-    inner.emit(ChatEvent::Status {
-        client_id: message.client_id,
-        room: message.room.clone(),
-        state,
-    });
-    Ok(())
+    transitions::record(inner, message, state, attempts).map(drop)
 }
 
 fn is_expired(inner: &Inner, message: &OutgoingMessage) -> bool {
@@ -143,19 +150,15 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
             }
         };
         let attempt = message.attempts.saturating_add(1);
-        if !inner.store.set_state(
-            message.client_id,
-            &MessageState::Sending { attempt },
+        if !transitions::record(
+            inner,
+            &message,
+            MessageState::Sending { attempt },
             Some(attempt),
         )? {
             // Discarded between being read and being sent: never put it on the wire.
             continue;
         }
-        inner.emit(ChatEvent::Status {
-            client_id: message.client_id,
-            room: message.room.clone(),
-            state: MessageState::Sending { attempt },
-        });
         let request = SendMessage {
             room: message.room.clone(),
             client_id: message.client_id,

@@ -7,7 +7,8 @@ use chat_protocol::{ClientId, ErrorCode, MessageId, RoomId, Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Why a message ended [`MessageState::Failed`]. A failed message stays in the outbox until
-/// [`Client::retry`](crate::Client::retry) or [`Client::discard`](crate::Client::discard).
+/// [`Outbox::retry`](crate::Outbox::retry) or [`Outbox::discard`](crate::Outbox::discard)
+/// (or the same on its [`SendHandle`](crate::SendHandle)).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FailureReason {
@@ -119,7 +120,8 @@ impl std::fmt::Display for MessageState {
     }
 }
 
-/// A point on a message's way that [`Client::wait_for`](crate::Client::wait_for) can wait for.
+/// A point on a message's way that [`SendHandle::wait_for`](crate::SendHandle::wait_for) can wait
+/// for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Milestone {
     /// Stored by the server (`Sent` or later).

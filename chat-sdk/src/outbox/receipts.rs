@@ -2,7 +2,7 @@
 //!
 //! A sent message is *delivered* when every other member of its room has a delivered
 //! watermark at or past its `seq`, and *read* likewise with the read watermark
-//! (PROTOCOL.md, Semantics). Watermarks come from the `room:join` answer (its optional
+//! (docs/protocol.md, Semantics). Watermarks come from the `room:join` answer (its optional
 //! `watermarks` field) and from `receipt:update` events; membership from the join answer
 //! and `room:member` events. A room with no other member makes every message delivered and
 //! read at once: nobody else is waiting for it.
@@ -13,8 +13,8 @@ use chat_protocol::{ClientId, RoomId, Seq};
 
 use crate::client::shared::{lock, Inner};
 use crate::error::StoreError;
+use crate::outbox::transitions;
 use crate::receive::rooms::AwaitingReceipt;
-use crate::receive::ChatEvent;
 use crate::MessageState;
 
 /// The lowest (delivered, read) watermark among the other members of `room`, if the room
@@ -106,16 +106,5 @@ pub(crate) fn refresh_room(inner: &Inner, room: &RoomId) -> Result<(), StoreErro
             view.awaiting_read.insert(seq, waiting);
         }
     }
-    if moves.is_empty() {
-        return Ok(());
-    }
-    inner.store.set_states(&moves)?;
-    for (client_id, state) in moves {
-        inner.emit(ChatEvent::Status {
-            client_id,
-            room: room.clone(),
-            state,
-        });
-    }
-    Ok(())
+    transitions::record_receipts(inner, room, moves)
 }

@@ -32,10 +32,12 @@ macro_rules! unsent {
 
 mod durability;
 mod outbox_rows;
+mod owner_lock;
 mod positions;
 mod schema;
 
 use durability::{Durability, WriteAheadLog};
+use owner_lock::OwnerLock;
 use schema::SCHEMA;
 
 /// The SQLite store. Every call is one short transaction under a mutex.
@@ -43,6 +45,11 @@ use schema::SCHEMA;
 pub(crate) struct Store {
     conn: Mutex<rusqlite::Connection>,
     durability: Durability,
+    /// Held by the one client (or repairing tool) that owns the file; `None` for an
+    /// in-memory store and for a read-only view of a file another client owns.
+    owner: Mutex<Option<OwnerLock>>,
+    /// Opened beside the owning client: every write fails.
+    read_only: bool,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -54,8 +61,10 @@ fn seq_to_sql(seq: Seq) -> i64 {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `path`.
+    /// Opens (creating if needed) the store at `path` as its one owner: fails with
+    /// [`StoreError::InUse`] while another client owns it.
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        let owner = OwnerLock::acquire(path)?;
         let conn = rusqlite::Connection::open(path)?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -74,7 +83,38 @@ impl Store {
         Ok(Self {
             conn: Mutex::new(conn),
             durability,
+            owner: Mutex::new(Some(owner)),
+            read_only: false,
         })
+    }
+
+    /// Opens the existing store at `path` for reading only, beside the client that owns
+    /// it: nothing is migrated or reset, and every write fails.
+    pub(crate) fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            durability: Durability::Memory,
+            owner: Mutex::new(None),
+            read_only: true,
+        })
+    }
+
+    /// Lets go of the file (the client stopped): another client may own it from now on.
+    pub(crate) fn release_owner(&self) {
+        self.owner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+    }
+
+    /// Whether this is a read-only view of a file another client owns.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// A store that lives only in memory.
@@ -82,6 +122,8 @@ impl Store {
         Ok(Self {
             conn: Mutex::new(Self::init(rusqlite::Connection::open_in_memory()?)?),
             durability: Durability::Memory,
+            owner: Mutex::new(None),
+            read_only: false,
         })
     }
 

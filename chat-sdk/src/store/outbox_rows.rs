@@ -205,12 +205,38 @@ impl Store {
         Ok(changed > 0)
     }
 
-    /// Removes a message; returns false if it was not there.
-    pub(crate) fn delete(&self, id: ClientId) -> Result<bool, StoreError> {
+    /// Removes a message unless it is on the wire (`Sending`), in one statement, so the
+    /// flusher cannot pick it up between a check and the delete. Returns whether it was
+    /// removed.
+    pub(crate) fn delete_unless_sending(&self, id: ClientId) -> Result<bool, StoreError> {
         let conn = self.lock();
         Ok(conn.execute(
-            "DELETE FROM outbox WHERE client_id = ?1",
+            "DELETE FROM outbox WHERE client_id = ?1 AND kind != 'sending'",
             params![id.to_string()],
         )? > 0)
+    }
+
+    /// Puts a failed message back at the end of the queue (behind messages queued
+    /// meanwhile), in one statement: a crash leaves it either failed or queued, never gone.
+    /// Returns the message as queued again, or `None` if it is not failed (or not there).
+    pub(crate) fn requeue_failed(
+        &self,
+        id: ClientId,
+        queued_at: i64,
+    ) -> Result<Option<OutgoingMessage>, StoreError> {
+        let queued = serde_json::to_string(&MessageState::Queued).map_err(corrupt)?;
+        let changed = {
+            let conn = self.lock();
+            conn.execute(
+                "UPDATE outbox SET position = (SELECT MAX(position) + 1 FROM outbox),
+                    kind = 'queued', state = ?2, queued_at = ?3
+                 WHERE client_id = ?1 AND kind = 'failed'",
+                params![id.to_string(), queued, queued_at],
+            )?
+        };
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.get(id)
     }
 }

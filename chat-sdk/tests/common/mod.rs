@@ -56,6 +56,16 @@ pub async fn wait_for<T>(events: &mut Events, mut pick: impl FnMut(&ChatEvent) -
     .expect("timed out waiting for an event")
 }
 
+/// Sends each body in turn and returns the messages' ids, in order.
+pub async fn send_all(client: &Client, room: &RoomId, bodies: &[String]) -> Vec<ClientId> {
+    let mut ids = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let message = client.send(room, body.clone()).await.expect("queued");
+        ids.push(message.client_id());
+    }
+    ids
+}
+
 /// Waits until `client` is connected.
 pub async fn wait_connected(client: &Client) {
     assert!(
@@ -182,6 +192,7 @@ pub async fn wait_until(events: &mut Events, mut condition: impl FnMut() -> bool
 pub fn all_acked(client: &Client) -> bool {
     client
         .outbox()
+        .list()
         .expect("outbox readable")
         .iter()
         .all(|m| m.state.seq().is_some())

@@ -1,0 +1,151 @@
+//! Every change of an outgoing message's state, in one place.
+//!
+//! Each function here persists the change and then announces it, in that order: the event
+//! stream gets a [`ChatEvent::Queued`] or [`ChatEvent::Status`], and whoever watches the
+//! message through its [`SendHandle`](crate::SendHandle) sees the new state. So nothing an
+//! application hears of is ever missing from the store, and the flusher, the receipts, the
+//! handles and the [`Outbox`](crate::Outbox) never disagree about what a message went
+//! through.
+
+use chat_protocol::{ClientId, RoomId};
+
+use crate::client::shared::{lock, Inner};
+use crate::error::StoreError;
+use crate::receive::ChatEvent;
+use crate::store::Store;
+use crate::{MessageState, OutgoingMessage};
+
+/// Tells the application (and the message's watchers) that `client_id` is now in `state`.
+fn announce(inner: &Inner, client_id: ClientId, room: &RoomId, state: MessageState) {
+    inner.watchers.notify(client_id, Some(&state));
+    inner.emit(ChatEvent::Status {
+        client_id,
+        room: room.clone(),
+        state,
+    });
+}
+
+/// Queues a new message if the outbox has room (below `capacity` unsent messages); returns
+/// false when it is full. `Queued` is announced before the flusher can see the row, so
+/// `Sending` never comes first.
+pub(crate) fn queue(
+    inner: &Inner,
+    message: &OutgoingMessage,
+    capacity: usize,
+) -> Result<bool, StoreError> {
+    // A new message has no watchers yet: its handle is made from what this returns.
+    inner.store.insert_announced(message, capacity, || {
+        inner.emit(ChatEvent::Queued(message.clone()));
+    })
+}
+
+/// Moves a message to `state` (recording its attempt count when given). Returns false if
+/// the message is no longer in the outbox: then nothing is announced.
+pub(crate) fn record(
+    inner: &Inner,
+    message: &OutgoingMessage,
+    state: MessageState,
+    attempts: Option<u32>,
+) -> Result<bool, StoreError> {
+    if !inner.store.set_state(message.client_id, &state, attempts)? {
+        return Ok(false);
+    }
+    announce(inner, message.client_id, &message.room, state);
+    Ok(true)
+}
+
+/// Moves several acknowledged messages of `room` on (a receipt moves a run at once), in
+/// one store transaction.
+pub(crate) fn record_receipts(
+    inner: &Inner,
+    room: &RoomId,
+    moves: Vec<(ClientId, MessageState)>,
+) -> Result<(), StoreError> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    inner.store.set_states(&moves)?;
+    for (client_id, state) in moves {
+        announce(inner, client_id, room, state);
+    }
+    Ok(())
+}
+
+/// What an outbox repair found.
+pub(crate) enum Repair {
+    /// Done.
+    Done,
+    /// No such message.
+    NotFound,
+    /// The message is in a state the repair does not accept.
+    WrongState(MessageState),
+}
+
+/// Puts a failed message back at the end of the queue, with its `client_id` (so it is
+/// still stored at most once). With a running client, it is announced and the flusher
+/// started.
+pub(crate) fn requeue(
+    store: &Store,
+    inner: Option<&Inner>,
+    id: ClientId,
+) -> Result<Repair, StoreError> {
+    match store.requeue_failed(id, crate::outbox::flusher::now_ms())? {
+        Some(message) => {
+            if let Some(inner) = inner {
+                announce(inner, id, &message.room, MessageState::Queued);
+            }
+            Ok(Repair::Done)
+        }
+        None => Ok(match store.get(id)? {
+            Some(message) => Repair::WrongState(message.state),
+            None => Repair::NotFound,
+        }),
+    }
+}
+
+/// Removes a message that is not on the wire. Its watchers see it leave.
+pub(crate) fn remove(
+    store: &Store,
+    inner: Option<&Inner>,
+    id: ClientId,
+) -> Result<Repair, StoreError> {
+    if store.delete_unless_sending(id)? {
+        if let Some(inner) = inner {
+            forget_receipts(inner, |waiting| waiting == id);
+            inner.watchers.notify(id, None);
+        }
+        return Ok(Repair::Done);
+    }
+    Ok(match store.get(id)? {
+        Some(message) => Repair::WrongState(message.state),
+        None => Repair::NotFound,
+    })
+}
+
+/// Forgets every acknowledged message; returns how many. Their watchers see them leave.
+pub(crate) fn prune(store: &Store, inner: Option<&Inner>) -> Result<usize, StoreError> {
+    let Some(inner) = inner else {
+        return store.prune_acknowledged();
+    };
+    let _guard = lock(&inner.status_lock);
+    let mut pruned = Vec::new();
+    forget_receipts(inner, |id| {
+        pruned.push(id);
+        true
+    });
+    let count = store.prune_acknowledged()?;
+    for id in pruned {
+        inner.watchers.notify(id, None);
+    }
+    Ok(count)
+}
+
+/// Drops the receipt bookkeeping of the messages `which` picks.
+fn forget_receipts(inner: &Inner, mut which: impl FnMut(ClientId) -> bool) {
+    for view in lock(&inner.rooms).values_mut() {
+        view.awaiting_delivery
+            .retain(|_, waiting| !which(waiting.client_id));
+        view.awaiting_read
+            .retain(|_, waiting| !which(waiting.client_id));
+    }
+}
