@@ -51,7 +51,7 @@
 //! | inspect and repair the outbox of a running client | [`Client::outbox`]: [`Outbox::list`], [`Outbox::depth`], [`Outbox::retry`], [`Outbox::discard`], [`Outbox::prune_acknowledged`] |
 //! | the same from a tool, without a network | [`Outbox::open`] (read-only while a client runs on the file) |
 //! | watch the connection; force a reconnect; stop | [`Client::connection_state`], [`Client::reconnect`], [`Client::close`] |
-//! | choose the Socket.IO transport | [`ClientBuilder::transport`]: [`transport::WebSocketTransport`] (default, tokio-tungstenite, pipelined acks) or [`transport::SocketIoTransport`] (rust_socketio 0.6) |
+//! | choose the Socket.IO transport | [`ClientBuilder::transport`]: [`transport::WebSocketTransport`] (default, tokio-tungstenite, pipelined acks) or `transport::SocketIoTransport` (rust_socketio 0.6, with the `socketio` feature) |
 //!
 //! What is promised, exactly, is written in `docs/delivery-guarantees.md`.
 //!
@@ -68,7 +68,8 @@
 //! - `store/`: the local SQLite file: its schema, the outbox rows, the room positions, and
 //!   how a commit is made durable;
 //! - `transport/`: Socket.IO over a WebSocket ([`transport::WebSocketTransport`]) or
-//!   rust_socketio ([`transport::SocketIoTransport`]), behind one trait;
+//!   rust_socketio (`transport::SocketIoTransport`, with the `socketio` feature), behind one
+//!   trait;
 //! - the server (the `chat-server` crate) validates, stores, and fans the message out to
 //!   the room;
 //! - `connection/`: the supervisor that owns (re)connection, the watchdog that notices a

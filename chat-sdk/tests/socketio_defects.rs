@@ -1,18 +1,39 @@
-//! One test per measured defect of rust_socketio 0.6 (see the design notes), each showing
-//! the SDK survives it against the real server.
+//! One test per measured defect of rust_socketio 0.6 (listed in
+//! `shared/design/RUST_SOCKETIO.md` of the design repository), each showing that the SDK
+//! survives it against the real server. Every case runs on the rust_socketio transport
+//! (`SocketIoTransport`), where the defect lives, and on the default WebSocket transport,
+//! which must not have it either: see the `on_socketio` and `on_websocket` modules at the end.
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chat_sdk::chat_protocol::UserId;
-use chat_sdk::{ConnectError, ConnectionState, MessageState};
+use chat_sdk::transport::{SocketIoTransport, Transport, WebSocketTransport};
+use chat_sdk::{ClientBuilder, ConnectError, ConnectionState, Events, MessageState};
 use chat_testkit::{Relay, TestServer};
 use common::*;
 
+/// The test-friendly builder of `common`, on `transport`.
+fn builder_on(transport: &Arc<dyn Transport>, url: &str, token: String) -> ClientBuilder {
+    builder(url, token).transport(transport.clone())
+}
+
+async fn connect_on(
+    transport: &Arc<dyn Transport>,
+    server: &TestServer,
+    url: &str,
+    user: &str,
+) -> (chat_sdk::Client, Events) {
+    builder_on(transport, url, server.token(user))
+        .connect()
+        .await
+        .expect("client connects")
+}
+
 /// Defect: a refused handshake makes `connect()` return `Ok`; only an error event follows.
-#[tokio::test]
-async fn a_refused_token_is_a_typed_connect_error() {
+async fn a_refused_token_is_a_typed_connect_error(transport: Arc<dyn Transport>) {
     let server = TestServer::start().await.expect("server starts");
     for token in [
         "not-a-jwt".to_owned(),
@@ -20,7 +41,7 @@ async fn a_refused_token_is_a_typed_connect_error() {
         // A forged token (long expired, signed with nothing the server knows).
         "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MX0.c2lnbmF0dXJl".to_owned(),
     ] {
-        match builder(&server.url(), token).connect().await {
+        match builder_on(&transport, &server.url(), token).connect().await {
             Err(ConnectError::Unauthorized(_)) => {}
             Err(other) => panic!("expected Unauthorized, got {other}"),
             Ok(_) => panic!("a bad token was accepted"),
@@ -28,7 +49,7 @@ async fn a_refused_token_is_a_typed_connect_error() {
     }
     // With a refresh hook, the refused token is replaced and the connect succeeds.
     let good = server.token("alice");
-    let (client, _events) = builder(&server.url(), "stale".to_owned())
+    let (client, _events) = builder_on(&transport, &server.url(), "stale".to_owned())
         .token_refresh(move || {
             let good = good.clone();
             async move { Ok(good) }
@@ -44,10 +65,9 @@ async fn a_refused_token_is_a_typed_connect_error() {
 }
 
 /// Defect: after a server-side `disconnect()` rust_socketio never reconnects.
-#[tokio::test]
-async fn a_server_side_kick_is_followed_by_a_reconnect() {
+async fn a_server_side_kick_is_followed_by_a_reconnect(transport: Arc<dyn Transport>) {
     let server = TestServer::start().await.expect("server starts");
-    let (alice, mut events) = connect(&server, &server.url(), "alice").await;
+    let (alice, mut events) = connect_on(&transport, &server, &server.url(), "alice").await;
     let general = room("general");
     alice.join(&general).await.expect("join");
     let state = alice.connection_state();
@@ -63,11 +83,10 @@ async fn a_server_side_kick_is_followed_by_a_reconnect() {
 }
 
 /// Defect: transport loss raises no `Close` event, only an error.
-#[tokio::test]
-async fn transport_loss_without_a_close_event_is_noticed() {
+async fn transport_loss_without_a_close_event_is_noticed(transport: Arc<dyn Transport>) {
     let server = TestServer::start().await.expect("server starts");
     let relay = Relay::start(server.addr()).await.expect("relay");
-    let (alice, _events) = connect(&server, &relay.url(), "alice").await;
+    let (alice, _events) = connect_on(&transport, &server, &relay.url(), "alice").await;
     let state = alice.connection_state();
     assert_eq!(relay.reset_all(), 1);
     wait_reconnected(state).await;
@@ -76,11 +95,10 @@ async fn transport_loss_without_a_close_event_is_noticed() {
 
 /// Defect: `max_reconnect_attempts` is ignored and its loop restarts; here one supervisor
 /// owns reconnection, one TCP connection per attempt, attempts counted up.
-#[tokio::test]
-async fn reconnection_is_one_loop_with_counted_attempts() {
+async fn reconnection_is_one_loop_with_counted_attempts(transport: Arc<dyn Transport>) {
     let server = TestServer::start().await.expect("server starts");
     let relay = Relay::start(server.addr()).await.expect("relay");
-    let (alice, _events) = connect(&server, &relay.url(), "alice").await;
+    let (alice, _events) = connect_on(&transport, &server, &relay.url(), "alice").await;
     relay.refuse_new(true);
     let before = relay.attempts();
     relay.reset_all();
@@ -113,11 +131,10 @@ async fn reconnection_is_one_loop_with_counted_attempts() {
 }
 
 /// Defect: an emit while disconnected is lost (the first returns `Ok`), nothing buffered.
-#[tokio::test]
-async fn sends_while_disconnected_are_kept_and_delivered_later() {
+async fn sends_while_disconnected_are_kept_and_delivered_later(transport: Arc<dyn Transport>) {
     let server = TestServer::start().await.expect("server starts");
     let relay = Relay::start(server.addr()).await.expect("relay");
-    let (alice, mut events) = connect(&server, &relay.url(), "alice").await;
+    let (alice, mut events) = connect_on(&transport, &server, &relay.url(), "alice").await;
     let general = room("general");
     alice.join(&general).await.expect("join");
     relay.refuse_new(true);
@@ -137,11 +154,12 @@ async fn sends_while_disconnected_are_kept_and_delivered_later() {
 }
 
 /// Defect: an ack that never comes fires no callback and no timeout.
-#[tokio::test]
-async fn an_ack_that_never_comes_times_out_and_the_message_is_resent() {
+async fn an_ack_that_never_comes_times_out_and_the_message_is_resent(
+    transport: Arc<dyn Transport>,
+) {
     let server = TestServer::start().await.expect("server starts");
     let relay = Relay::start(server.addr()).await.expect("relay");
-    let (alice, mut events) = connect(&server, &relay.url(), "alice").await;
+    let (alice, mut events) = connect_on(&transport, &server, &relay.url(), "alice").await;
     let general = room("general");
     alice.join(&general).await.expect("join");
     relay.blackhole_all();
@@ -164,13 +182,12 @@ async fn an_ack_that_never_comes_times_out_and_the_message_is_resent() {
 
 /// Defect: the connect handshake can hang (TCP accepted, nothing said); the JavaScript
 /// client waits 20 s there. The connect timeout bounds it.
-#[tokio::test]
-async fn a_silent_handshake_hits_the_connect_timeout() {
+async fn a_silent_handshake_hits_the_connect_timeout(transport: Arc<dyn Transport>) {
     let server = TestServer::start().await.expect("server starts");
     let relay = Relay::start(server.addr()).await.expect("relay");
     relay.blackhole_new(true);
     let started = tokio::time::Instant::now();
-    let result = builder(&relay.url(), server.token("alice"))
+    let result = builder_on(&transport, &relay.url(), server.token("alice"))
         .connect_timeout(Duration::from_millis(300))
         .connect()
         .await;
@@ -181,7 +198,7 @@ async fn a_silent_handshake_hits_the_connect_timeout() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 
-    let (alice, _events) = builder(&relay.url(), server.token("alice"))
+    let (alice, _events) = builder_on(&transport, &relay.url(), server.token("alice"))
         .connect_timeout(Duration::from_millis(300))
         .start()
         .expect("starts");
@@ -199,10 +216,11 @@ async fn a_silent_handshake_hits_the_connect_timeout() {
 
 /// Defect: 300 concurrent `emit_with_ack` corrupt rust_socketio's ack list (wrong payloads,
 /// double calls, lost acks, a panicking receive task).
-#[tokio::test]
-async fn three_hundred_concurrent_sends_and_requests_all_succeed_once() {
+async fn three_hundred_concurrent_sends_and_requests_all_succeed_once(
+    transport: Arc<dyn Transport>,
+) {
     let server = TestServer::start().await.expect("server starts");
-    let (alice, mut events) = connect(&server, &server.url(), "alice").await;
+    let (alice, mut events) = connect_on(&transport, &server, &server.url(), "alice").await;
     let general = room("general");
     alice.join(&general).await.expect("join");
     let mut tasks = Vec::new();
@@ -250,11 +268,10 @@ async fn three_hundred_concurrent_sends_and_requests_all_succeed_once() {
 
 /// Defect: after unanswered acks, sequential acks later fail (usually with a panic in the
 /// receive task). Each timeout here retires its client; later requests run on fresh ones.
-#[tokio::test]
-async fn after_unanswered_acks_sequential_requests_keep_working() {
+async fn after_unanswered_acks_sequential_requests_keep_working(transport: Arc<dyn Transport>) {
     let server = TestServer::start().await.expect("server starts");
     let relay = Relay::start(server.addr()).await.expect("relay");
-    let (alice, mut events) = connect(&server, &relay.url(), "alice").await;
+    let (alice, mut events) = connect_on(&transport, &server, &relay.url(), "alice").await;
     let general = room("general");
     alice.join(&general).await.expect("join");
     for round in 0..3 {
@@ -278,11 +295,10 @@ async fn after_unanswered_acks_sequential_requests_keep_working() {
 /// Defect: one slow callback blocks every other event and ack. The SDK's callbacks only
 /// forward into channels, so an application that does not read its events for a while
 /// does not hold up the acks of its own sends.
-#[tokio::test]
-async fn an_application_not_reading_events_does_not_hold_up_acks() {
+async fn an_application_not_reading_events_does_not_hold_up_acks(transport: Arc<dyn Transport>) {
     let server = TestServer::start().await.expect("server starts");
-    let (alice, alice_events) = connect(&server, &server.url(), "alice").await;
-    let (bob, mut bob_events) = connect(&server, &server.url(), "bob").await;
+    let (alice, alice_events) = connect_on(&transport, &server, &server.url(), "alice").await;
+    let (bob, mut bob_events) = connect_on(&transport, &server, &server.url(), "bob").await;
     let general = room("general");
     alice.join(&general).await.expect("alice joins");
     bob.join(&general).await.expect("bob joins");
@@ -306,11 +322,10 @@ async fn an_application_not_reading_events_does_not_hold_up_acks() {
 /// Defect: a receive task that stops (rust_socketio's panics) or a half-open link is silent:
 /// no error, no close, emits still "succeed". On an idle link, only the health check's
 /// probe can notice; it does, and the client reconnects.
-#[tokio::test]
-async fn an_idle_silent_link_is_noticed_by_the_health_check() {
+async fn an_idle_silent_link_is_noticed_by_the_health_check(transport: Arc<dyn Transport>) {
     let server = TestServer::start().await.expect("server starts");
     let relay = Relay::start(server.addr()).await.expect("relay");
-    let (alice, _events) = connect(&server, &relay.url(), "alice").await;
+    let (alice, _events) = connect_on(&transport, &server, &relay.url(), "alice").await;
     let state = alice.connection_state();
     assert_eq!(relay.blackhole_all(), 1);
     wait_reconnected(state).await;
@@ -320,11 +335,10 @@ async fn an_idle_silent_link_is_noticed_by_the_health_check() {
 /// Defect: an ack pending when the link drops is never answered and never removed. Here a
 /// request in flight on a link that then resets fails at once with a transport error,
 /// long before its ack timeout.
-#[tokio::test]
-async fn a_request_in_flight_when_the_link_drops_fails_fast() {
+async fn a_request_in_flight_when_the_link_drops_fails_fast(transport: Arc<dyn Transport>) {
     let server = TestServer::start().await.expect("server starts");
     let relay = Relay::start(server.addr()).await.expect("relay");
-    let (alice, _events) = builder(&relay.url(), server.token("alice"))
+    let (alice, _events) = builder_on(&transport, &relay.url(), server.token("alice"))
         .ack_timeout(Duration::from_secs(60))
         .health_interval(Duration::from_secs(60))
         .connect()
@@ -358,11 +372,10 @@ async fn a_request_in_flight_when_the_link_drops_fails_fast() {
 /// A token refused on reconnect (here: the server rotated its key while the client was
 /// away) calls the refresh hook; the queued message goes out with the new token. Without a
 /// hook the client stops in `Disconnected { Unauthorized }` and keeps the message queued.
-#[tokio::test]
-async fn a_token_refused_on_reconnect_is_refreshed_or_reported() {
+async fn a_token_refused_on_reconnect_is_refreshed_or_reported(transport: Arc<dyn Transport>) {
     let mut server = TestServer::start().await.expect("server starts");
     let general = room("general");
-    let (with_hook, mut events) = builder(&server.url(), server.token("alice"))
+    let (with_hook, mut events) = builder_on(&transport, &server.url(), server.token("alice"))
         .token_refresh(|| async {
             let user = UserId::new("alice").map_err(|e| e.to_string())?;
             chat_server::mint_token("rotated", &user, Duration::from_secs(3600))
@@ -372,7 +385,7 @@ async fn a_token_refused_on_reconnect_is_refreshed_or_reported() {
         .await
         .expect("alice connects");
     with_hook.join(&general).await.expect("join");
-    let (without_hook, _) = connect(&server, &server.url(), "bob").await;
+    let (without_hook, _) = connect_on(&transport, &server, &server.url(), "bob").await;
     without_hook.join(&general).await.expect("join");
 
     server.stop().await.expect("stops");
@@ -415,13 +428,12 @@ async fn a_token_refused_on_reconnect_is_refreshed_or_reported() {
 }
 
 /// A connection refused for another reason than the token is a typed error too.
-#[tokio::test]
-async fn a_user_over_its_connection_cap_gets_a_typed_refusal() {
+async fn a_user_over_its_connection_cap_gets_a_typed_refusal(transport: Arc<dyn Transport>) {
     let server = TestServer::start_with(|config| config.limits.max_connections_per_user = 1)
         .await
         .expect("server starts");
-    let (first, _events) = connect(&server, &server.url(), "alice").await;
-    match builder(&server.url(), server.token("alice"))
+    let (first, _events) = connect_on(&transport, &server, &server.url(), "alice").await;
+    match builder_on(&transport, &server.url(), server.token("alice"))
         .connect()
         .await
     {
@@ -433,3 +445,59 @@ async fn a_user_over_its_connection_cap_gets_a_typed_refusal() {
     }
     first.close().await;
 }
+
+/// Runs each case on one transport.
+macro_rules! cases_on {
+    ($module:ident, $transport:expr, [$($case:ident),* $(,)?]) => {
+        mod $module {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(Arc::new($transport)).await;
+                }
+            )*
+        }
+    };
+}
+
+cases_on!(
+    on_socketio,
+    SocketIoTransport,
+    [
+        a_refused_token_is_a_typed_connect_error,
+        a_server_side_kick_is_followed_by_a_reconnect,
+        transport_loss_without_a_close_event_is_noticed,
+        reconnection_is_one_loop_with_counted_attempts,
+        sends_while_disconnected_are_kept_and_delivered_later,
+        an_ack_that_never_comes_times_out_and_the_message_is_resent,
+        a_silent_handshake_hits_the_connect_timeout,
+        three_hundred_concurrent_sends_and_requests_all_succeed_once,
+        after_unanswered_acks_sequential_requests_keep_working,
+        an_application_not_reading_events_does_not_hold_up_acks,
+        an_idle_silent_link_is_noticed_by_the_health_check,
+        a_request_in_flight_when_the_link_drops_fails_fast,
+        a_token_refused_on_reconnect_is_refreshed_or_reported,
+        a_user_over_its_connection_cap_gets_a_typed_refusal
+    ]
+);
+cases_on!(
+    on_websocket,
+    WebSocketTransport,
+    [
+        a_refused_token_is_a_typed_connect_error,
+        a_server_side_kick_is_followed_by_a_reconnect,
+        transport_loss_without_a_close_event_is_noticed,
+        reconnection_is_one_loop_with_counted_attempts,
+        sends_while_disconnected_are_kept_and_delivered_later,
+        an_ack_that_never_comes_times_out_and_the_message_is_resent,
+        a_silent_handshake_hits_the_connect_timeout,
+        three_hundred_concurrent_sends_and_requests_all_succeed_once,
+        after_unanswered_acks_sequential_requests_keep_working,
+        an_application_not_reading_events_does_not_hold_up_acks,
+        an_idle_silent_link_is_noticed_by_the_health_check,
+        a_request_in_flight_when_the_link_drops_fails_fast,
+        a_token_refused_on_reconnect_is_refreshed_or_reported,
+        a_user_over_its_connection_cap_gets_a_typed_refusal
+    ]
+);

@@ -14,9 +14,22 @@ use chat_sdk::{Client, RequestError};
 
 use crate::fail::Fail;
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C or SIGTERM (client commands need nothing of the server crate).
 pub async fn interrupted() {
-    chat_server::cli::shutdown_signal().await;
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => drop(terminate.recv().await),
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 /// Joins `room` unless this outbox file already has: membership is durable on the server,

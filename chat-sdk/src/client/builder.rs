@@ -203,7 +203,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Replaces the transport (default [`WebSocketTransport`]; [`SocketIoTransport`](crate::transport::SocketIoTransport) is the rust_socketio one).
+    /// Replaces the transport (default [`WebSocketTransport`]; `transport::SocketIoTransport`, with the `socketio` feature, is the rust_socketio one).
     pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
         self.transport = transport;
         self

@@ -16,9 +16,11 @@ use tokio::sync::mpsc;
 use crate::error::TransportError;
 use chat_protocol::ErrorCode;
 
-pub mod socketio;
-pub mod websocket;
+#[cfg(feature = "socketio")]
+mod socketio;
+mod websocket;
 
+#[cfg(feature = "socketio")]
 pub use socketio::SocketIoTransport;
 pub use websocket::WebSocketTransport;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_sdk::transport::{ConnectRequest, Inbound};
-use chat_sdk::transport::{Connection, SocketIoTransport, Transport};
+use chat_sdk::transport::{Connection, Transport, WebSocketTransport};
 use chat_sdk::TransportError;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -51,7 +51,7 @@ impl Transport for CountingTransport {
         &self,
         request: ConnectRequest,
     ) -> Result<(Arc<dyn Connection>, mpsc::Receiver<Inbound>), TransportError> {
-        let (inner, inbound) = SocketIoTransport.connect(request).await?;
+        let (inner, inbound) = WebSocketTransport.connect(request).await?;
         self.wire.connections.fetch_add(1, Ordering::SeqCst);
         let conn: Arc<dyn Connection> = Arc::new(CountingConnection {
             inner,
