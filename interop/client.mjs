@@ -1,22 +1,38 @@
 // A chat client written from docs/protocol.md alone, on the official socket.io-client.
-// Usage: node client.mjs <url> <token> <bad-token>
+// Usage: node client.mjs <url> <token> <bad-token> [<ca-file>]
+// With a CA file (PEM), an https:// URL is reached trusting that CA, and a first check shows
+// that without it the server's certificate is refused.
 // Prints one JSON line per check and exits 0 when every check passed.
 import { io } from "socket.io-client";
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 
-const [url, token, badToken] = process.argv.slice(2);
+const [url, token, badToken, caFile] = process.argv.slice(2);
+// Passed on to the WebSocket's TLS connection (Node's tls.connect `ca` option).
+const tls = caFile ? { ca: readFileSync(caFile) } : {};
 const results = [];
 const check = (name, ok, detail) => {
   results.push(ok);
   console.log(JSON.stringify({ check: name, ok, detail }));
 };
 
-function connect(auth) {
+function connect(auth, options = tls) {
   return new Promise((resolve, reject) => {
-    const socket = io(url, { transports: ["websocket"], auth, reconnection: false, timeout: 5000 });
+    const socket = io(url, { transports: ["websocket"], auth, reconnection: false, timeout: 5000, ...options });
     socket.on("connect", () => resolve(socket));
     socket.on("connect_error", (err) => { socket.close(); reject(err); });
   });
+}
+
+if (caFile) {
+  try {
+    (await connect({ token }, {})).close();
+    check("untrusted certificate refused", false, "connected without the CA");
+  } catch (err) {
+    // The transport error's description is the TLS error from Node.
+    const reason = err.description?.message ?? "";
+    check("untrusted certificate refused", /certificate/.test(reason), `${err.message}: ${reason}`);
+  }
 }
 
 try {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chat_protocol::UserId;
 use clap::{Args, Subcommand};
 
-use crate::config::{Limits, RateLimits, ServerConfig};
+use crate::config::{Limits, RateLimits, ServerConfig, TlsConfig};
 use crate::error::ServeError;
 use crate::Server;
 
@@ -46,6 +46,12 @@ pub struct ServeArgs {
     /// How long a user stays online after its last socket closes.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub presence_grace: Duration,
+    /// Serve HTTPS and WSS with the certificate chain in this PEM file (needs `--tls-key`).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert`, a PEM file (needs `--tls-cert`).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The token secret, from `--jwt-secret` or `CHAT_JWT_SECRET`.
@@ -87,7 +93,38 @@ impl ServeArgs {
             other_per_sec: self.request_rate,
         };
         config.presence_grace = self.presence_grace;
+        config.tls = self.tls();
         Ok(config)
+    }
+
+    /// The TLS setting of `--tls-cert` and `--tls-key`, given both (the command line accepts
+    /// both or neither).
+    pub fn tls(&self) -> Option<TlsConfig> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig::new(cert, key)),
+            _ => None,
+        }
+    }
+}
+
+/// Where a started server accepts connections. Its `Display` is the line the binaries
+/// print on stdout: `listening on 127.0.0.1:7070`, or `listening on https://127.0.0.1:7070`
+/// with TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listening {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Whether it serves TLS.
+    pub tls: bool,
+}
+
+impl std::fmt::Display for Listening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.tls {
+            write!(f, "listening on https://{}", self.addr)
+        } else {
+            write!(f, "listening on {}", self.addr)
+        }
     }
 }
 
@@ -113,15 +150,16 @@ pub enum ServerCommand {
     Token(TokenArgs),
 }
 
-/// Runs the server the flags describe: binds, starts, calls `announce` with the address once
-/// connections are accepted, serves until `stop` completes, then shuts down gracefully.
+/// Runs the server the flags describe: binds, starts, calls `announce` with where it listens
+/// once connections are accepted, serves until `stop` completes, then shuts down gracefully.
 /// Both `chat-server` and `chat serve` run this.
 pub async fn serve(
     args: &ServeArgs,
     stop: impl Future<Output = ()>,
-    announce: impl FnOnce(SocketAddr),
+    announce: impl FnOnce(Listening),
 ) -> Result<(), ServeError> {
     let config = args.config()?;
+    let tls = config.tls.is_some();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -133,7 +171,7 @@ pub async fn serve(
         source,
     })?;
     let server = Server::start(listener, config).await?;
-    announce(addr);
+    announce(Listening { addr, tls });
     stop.await;
     Ok(server.shutdown().await?)
 }
@@ -159,5 +197,19 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_startup_line_names_https_only_with_tls() {
+        let addr: SocketAddr = "127.0.0.1:7070".parse().expect("address");
+        let plain = Listening { addr, tls: false };
+        let secure = Listening { addr, tls: true };
+        assert_eq!(plain.to_string(), "listening on 127.0.0.1:7070");
+        assert_eq!(secure.to_string(), "listening on https://127.0.0.1:7070");
     }
 }

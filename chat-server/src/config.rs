@@ -1,4 +1,4 @@
-//! Server configuration: where data lives, the token secret, and every limit.
+//! Server configuration: where data lives, the token secret, TLS, and every limit.
 //!
 //! Defaults are the ones PROTOCOL.md gives; the binary exposes each as a flag.
 
@@ -29,6 +29,9 @@ pub struct ServerConfig {
     pub ping_interval: Duration,
     /// Engine.IO ping timeout.
     pub ping_timeout: Duration,
+    /// Serve HTTPS and WSS with this certificate and key; `None` (the default) serves plain
+    /// HTTP and WS.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ServerConfig {
@@ -44,6 +47,31 @@ impl ServerConfig {
             typing_expiry: Duration::from_secs(limits::TYPING_EXPIRY_SECS),
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
+            tls: None,
+        }
+    }
+}
+
+/// TLS termination: the certificate chain and private key the server presents, as PEM files
+/// read when the server starts.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, the server's own certificate first.
+    pub cert_chain: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key: PathBuf,
+    /// How long a connection may take to finish its TLS handshake before it is dropped, so
+    /// a client that connects and says nothing does not hold a task forever.
+    pub handshake_timeout: Duration,
+}
+
+impl TlsConfig {
+    /// The certificate chain and key in these files, with a 10 s handshake timeout.
+    pub fn new(cert_chain: impl Into<PathBuf>, private_key: impl Into<PathBuf>) -> Self {
+        Self {
+            cert_chain: cert_chain.into(),
+            private_key: private_key.into(),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }

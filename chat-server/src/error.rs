@@ -1,5 +1,7 @@
 //! The server's errors, one enum per operation.
 
+use std::path::PathBuf;
+
 use chat_protocol::{ErrorBody, ErrorCode};
 
 /// Starting, running or stopping the server failed.
@@ -14,6 +16,41 @@ pub enum ServerError {
     /// The configuration is not usable.
     #[error("configuration: {0}")]
     Config(String),
+    /// The TLS certificate or key is not usable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// The TLS certificate or private key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate file could not be read or holds no certificate.
+    #[error("TLS certificate file {}: {reason}", path.display())]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The key file could not be read or holds no private key.
+    #[error("TLS private key file {}: {reason}", path.display())]
+    PrivateKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The certificate and key were read but cannot be used together (for instance, the
+    /// key is not the certificate's).
+    #[error("TLS certificate {} with key {}: {reason}", cert.display(), key.display())]
+    Rejected {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// Why rustls refused them.
+        reason: rustls::Error,
+    },
 }
 
 /// Running the server from its command-line flags failed.

@@ -1,5 +1,6 @@
 //! The reference chat server: Socket.IO on socketioxide and axum, with authentication on
-//! connect, validated payloads, per-user rate limits and durable SQLite storage.
+//! connect, validated payloads, per-user rate limits and durable SQLite storage, over plain
+//! HTTP or TLS ([`ServerConfig::tls`]).
 //!
 //! Start it in-process (tests and the benchmark do) with [`Server::start`] or [`run`]:
 //!
@@ -28,9 +29,10 @@ pub mod sequencer;
 mod server;
 pub mod state;
 pub mod store;
+mod tls;
 pub mod typing;
 
 pub use auth::mint_token;
-pub use config::{Limits, RateLimits, ServerConfig};
-pub use error::{ServeError, ServerError, StoreError, TokenError};
+pub use config::{Limits, RateLimits, ServerConfig, TlsConfig};
+pub use error::{ServeError, ServerError, StoreError, TlsError, TokenError};
 pub use server::{run, Server};

@@ -52,7 +52,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(chat_server::cli::serve(
         &args,
         chat_server::cli::shutdown_signal(),
-        |addr| println!("listening on {addr}"),
+        |listening| println!("{listening}"),
     ))?;
     Ok(())
 }

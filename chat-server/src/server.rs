@@ -1,5 +1,5 @@
-//! Starting and stopping a server: the HTTP stack, the Socket.IO layer with explicit limits,
-//! the store, and the background tasks.
+//! Starting and stopping a server: the HTTP stack (plain, or TLS through [`crate::tls`]), the
+//! Socket.IO layer with explicit limits, the store, and the background tasks.
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -20,6 +20,7 @@ use crate::error::ServerError;
 use crate::fanout::{self, sockets_in};
 use crate::state::{user_key, AppState};
 use crate::store::{SqliteStore, Store};
+use crate::tls::{self, Tls};
 
 /// How long shutdown waits for connections to close before it stops waiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -36,7 +37,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the store and starts serving on `listener`.
+    /// Opens the store and starts serving on `listener`: HTTPS and WSS when `config.tls` is
+    /// set (its files are read first, so a bad certificate or key fails here), plain HTTP
+    /// and WS otherwise.
     pub async fn start(listener: TcpListener, config: ServerConfig) -> Result<Self, ServerError> {
         let addr = listener.local_addr()?;
         if config.limits.max_body_chars > chat_protocol::limits::MAX_BODY_CHARS {
@@ -46,6 +49,7 @@ impl Server {
                 chat_protocol::limits::MAX_BODY_CHARS
             )));
         }
+        let tls = config.tls.as_ref().map(Tls::load).transpose()?;
         let (feed, feed_rx) = tokio::sync::mpsc::unbounded_channel();
         let (path, durable) = (config.db_path.clone(), config.durable);
         let store: Arc<dyn Store> = Arc::new(
@@ -73,25 +77,32 @@ impl Server {
             .route("/health", axum::routing::get(|| async { "ok" }))
             .layer(layer);
         let (stop, stopped) = oneshot::channel::<()>();
-        // Small frames (acks, events) must leave at once: without TCP_NODELAY, Nagle's
-        // algorithm and the peer's delayed ACK hold them for up to 40 ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let secure = tls.is_some();
+        let serving = match tls {
+            None => {
+                // Small frames (acks, events) must leave at once: without TCP_NODELAY,
+                // Nagle's algorithm and the peer's delayed ACK hold them for up to 40 ms.
+                let listener = listener.tap_io(|tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                });
+                tokio::spawn(
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .into_future(),
+                )
             }
-        });
-        let serving = tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .into_future(),
-        );
+            Some(tls) => tokio::spawn(tls::serve(listener, tls, app, stopped)),
+        };
         let background = vec![
             tokio::spawn(fanout::run(io.clone(), feed_rx)),
             tokio::spawn(housekeeping(state)),
         ];
-        tracing::info!(%addr, "listening");
+        tracing::info!(%addr, tls = secure, "listening");
         Ok(Self {
             addr,
             io,

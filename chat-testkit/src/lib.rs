@@ -2,13 +2,18 @@
 //! connections on purpose.
 //!
 //! - [`TestServer`] runs the reference server on `127.0.0.1:0` with a temporary SQLite file,
-//!   mints tokens for it, kicks users, and restarts on the same database and port.
+//!   mints tokens for it, kicks users, and restarts on the same database and port; with
+//!   [`TestServer::start_tls`] it serves HTTPS and WSS.
+//! - [`TestCert`] is a self-signed certificate for `localhost` and `127.0.0.1`, made at run
+//!   time and written to PEM files.
 //! - [`Relay`] sits between clients and a server on loopback and can forward, reset (RST)
 //!   or blackhole (stop forwarding, silently) the connections through it.
 #![warn(missing_docs)]
 
 mod relay;
 mod server;
+mod tls;
 
 pub use relay::Relay;
 pub use server::TestServer;
+pub use tls::{TestCert, TEST_CERT_NAMES};

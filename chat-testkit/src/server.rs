@@ -1,4 +1,5 @@
-//! The reference server in-process, on `127.0.0.1:0` with a temporary SQLite file.
+//! The reference server in-process, on `127.0.0.1:0` with a temporary SQLite file, over
+//! plain HTTP or TLS with a self-signed certificate.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,8 @@ use std::time::Duration;
 use chat_protocol::UserId;
 use chat_server::{RateLimits, Server, ServerConfig};
 use tokio::net::TcpListener;
+
+use crate::tls::TestCert;
 
 /// Binds a listener whose accepted sockets have `TCP_NODELAY` set (Linux hands the option
 /// down from the listening socket). Without it, the server's ack written right after a
@@ -28,6 +31,7 @@ pub struct TestServer {
     server: Option<Server>,
     addr: SocketAddr,
     config: ServerConfig,
+    cert: Option<TestCert>,
     dir: tempfile::TempDir,
 }
 
@@ -42,6 +46,26 @@ impl TestServer {
 
     /// Starts a server after `adjust` changed its configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Result<Self, String> {
+        Self::launch(None, adjust).await
+    }
+
+    /// Starts a server like [`TestServer::start`] that serves HTTPS and WSS with a new
+    /// self-signed certificate for `localhost` and `127.0.0.1`: [`TestServer::url`] is
+    /// `https://127.0.0.1:PORT`, and clients trust [`TestServer::ca_pem_path`].
+    pub async fn start_tls() -> Result<Self, String> {
+        Self::start_tls_with(|_| {}).await
+    }
+
+    /// [`TestServer::start_tls`] after `adjust` changed the configuration (its `tls` is set
+    /// already, so `adjust` may change the handshake timeout, say).
+    pub async fn start_tls_with(adjust: impl FnOnce(&mut ServerConfig)) -> Result<Self, String> {
+        Self::launch(Some(TestCert::generate()?), adjust).await
+    }
+
+    async fn launch(
+        cert: Option<TestCert>,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut config = ServerConfig::new(dir.path().join("server.db"), TEST_SECRET);
         config.rates = RateLimits {
@@ -52,6 +76,7 @@ impl TestServer {
         config.presence_grace = Duration::from_millis(200);
         // Tests restart the server gracefully only; skipping fsync keeps them fast.
         config.durable = false;
+        config.tls = cert.as_ref().map(TestCert::tls_config);
         adjust(&mut config);
         let listener = bind("127.0.0.1:0".parse().map_err(|e| format!("{e}"))?)?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -62,6 +87,7 @@ impl TestServer {
             server: Some(server),
             addr,
             config,
+            cert,
             dir,
         })
     }
@@ -71,9 +97,30 @@ impl TestServer {
         self.addr
     }
 
-    /// `http://` URL of the server.
+    /// URL of the server: `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The certificate a server from [`TestServer::start_tls`] presents; `None` without TLS.
+    pub fn cert(&self) -> Option<&TestCert> {
+        self.cert.as_ref()
+    }
+
+    /// The PEM file a client trusts to reach a server from [`TestServer::start_tls`] (its
+    /// self-signed certificate, which is its own CA); `None` without TLS.
+    pub fn ca_pem_path(&self) -> Option<&Path> {
+        self.cert.as_ref().map(TestCert::cert_path)
+    }
+
+    /// The contents of [`TestServer::ca_pem_path`].
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.cert.as_ref().map(TestCert::cert_pem)
     }
 
     /// The SQLite file.
@@ -131,7 +178,8 @@ impl TestServer {
         Ok(())
     }
 
-    /// Starts the server again on the same address and database.
+    /// Starts the server again on the same address and database (and, with TLS, the same
+    /// certificate).
     pub async fn resume(&mut self) -> Result<(), String> {
         if self.server.is_some() {
             return Ok(());

@@ -5,15 +5,15 @@ use chat_server::cli::{ServeArgs, TokenArgs};
 
 use crate::fail::Fail;
 
-/// Runs the server until Ctrl-C or SIGTERM, printing `listening on <addr>` on stdout once
-/// it accepts connections.
+/// Runs the server until Ctrl-C or SIGTERM, printing `listening on <addr>` (with TLS,
+/// `listening on https://<addr>`) on stdout once it accepts connections.
 pub async fn serve(args: ServeArgs) -> Result<(), Fail> {
     run(args).await.map_err(|e| Fail::usage(format!("{e:#}")))
 }
 
 async fn run(args: ServeArgs) -> Result<(), chat_server::ServeError> {
-    chat_server::cli::serve(&args, super::interrupted(), |addr| {
-        super::out(&format!("listening on {addr}"));
+    chat_server::cli::serve(&args, super::interrupted(), |listening| {
+        super::out(&listening.to_string());
     })
     .await
 }

@@ -2,7 +2,8 @@
 //!
 //! The server's tests need control no full client gives: pipelining requests without waiting,
 //! sending malformed or oversized packets, and seeing every event in arrival order. This
-//! client speaks just enough of the protocol for that.
+//! client speaks just enough of the protocol for that, over `ws://` or, trusting a given
+//! certificate, `wss://`.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -13,9 +14,12 @@ use std::time::Duration;
 
 use chat_testkit::TestServer;
 use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::Connector;
 
 /// How long a test waits for anything before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -39,7 +43,22 @@ impl RawClient {
     /// Connects to `addr` with `auth` as the Socket.IO auth object.
     pub async fn connect(addr: SocketAddr, auth: Value) -> Result<Self, Refused> {
         let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        Self::connect_url(url, None, auth).await
+    }
+
+    /// Connects to `addr` over TLS (`wss://`), trusting only the certificates in `ca_pem`.
+    pub async fn connect_tls(addr: SocketAddr, ca_pem: &str, auth: Value) -> Result<Self, Refused> {
+        let url = format!("wss://{addr}/socket.io/?EIO=4&transport=websocket");
+        let connector = Connector::Rustls(client_config(ca_pem));
+        Self::connect_url(url, Some(connector), auth).await
+    }
+
+    async fn connect_url(
+        url: String,
+        connector: Option<Connector>,
+        auth: Value,
+    ) -> Result<Self, Refused> {
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector)
             .await
             .map_err(|e| Refused(format!("websocket: {e}")))?;
         let (mut sink, mut stream) = ws.split();
@@ -127,11 +146,15 @@ impl RawClient {
         })
     }
 
-    /// Connects as `user` with a valid token.
+    /// Connects as `user` with a valid token; over TLS, trusting its certificate, when the
+    /// server serves TLS.
     pub async fn as_user(server: &TestServer, user: &str) -> Self {
-        Self::connect(server.addr(), json!({ "token": server.token(user) }))
-            .await
-            .unwrap_or_else(|e| panic!("{user} could not connect: {e:?}"))
+        let auth = json!({ "token": server.token(user) });
+        let connected = match server.ca_pem() {
+            Some(ca_pem) => Self::connect_tls(server.addr(), ca_pem, auth).await,
+            None => Self::connect(server.addr(), auth).await,
+        };
+        connected.unwrap_or_else(|e| panic!("{user} could not connect: {e:?}"))
     }
 
     /// Sends a request asking for an ack; the answer arrives on the returned receiver.
@@ -227,6 +250,21 @@ impl Drop for RawClient {
     fn drop(&mut self) {
         let _ = self.outgoing.send(WsMessage::Close(None));
     }
+}
+
+/// A TLS client configuration (ring provider) that trusts only the certificates in `ca_pem`.
+pub fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 /// Arguments of a `message:send` with a fresh client id.

@@ -1,0 +1,166 @@
+//! One function per client request: decode, check the rate limit and membership, act, answer.
+//!
+//! Every request passes through [`respond`], which turns any failure into an error ack with a
+//! code, so no request is ever dropped without an answer and nothing here can panic on input.
+//! The handlers live in one module per protocol area (rooms, messages, receipts, typing,
+//! presence); this module holds what they share: registration and the reply helpers.
+
+use chat_protocol::ack;
+use chat_protocol::requests::names as request;
+use chat_protocol::{decode_request, ErrorBody, ErrorCode, RoomId, UserId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::{SendError, SocketError, SocketIo};
+
+use crate::rate::RateClass;
+use crate::sequencer::Turn;
+use crate::state::AppState;
+
+mod messages;
+mod presence;
+mod receipts;
+mod rooms;
+mod typing;
+
+type Reply<T> = Result<T, ErrorBody>;
+
+fn forbidden(room: &impl std::fmt::Display) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::Forbidden,
+        format!("not a member of room {room}; join it first"),
+    )
+}
+
+/// Rate-limits, decodes and runs one request; the answer is the ack to send.
+async fn respond<Req, Res, Fut>(
+    app: &AppState,
+    class: RateClass,
+    user: &UserId,
+    argument: Result<Value, impl std::fmt::Display>,
+    act: impl FnOnce(Req) -> Fut,
+) -> Value
+where
+    Req: DeserializeOwned,
+    Res: Serialize,
+    Fut: std::future::Future<Output = Reply<Res>>,
+{
+    let outcome = async {
+        app.limiters.check(class, user)?;
+        let argument = argument.map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::InvalidPayload,
+                format!("the argument must be one JSON object: {e}"),
+            )
+        })?;
+        let parsed =
+            decode_request::<Req>(argument).map_err(|e| ErrorBody::new(e.code, e.message))?;
+        act(parsed).await
+    }
+    .await;
+    match outcome {
+        Ok(result) => ack::ok(&result),
+        Err(error) => ack::err(&error),
+    }
+}
+
+fn send_ack(socket: &SocketRef, ack: AckSender, reply: Value) {
+    match ack.send(&reply) {
+        Ok(()) => {}
+        // Gone already: the client resends what was not acked; idempotency makes that safe.
+        Err(SendError::Socket(SocketError::Closed)) => {
+            tracing::debug!(sid = %socket.id, "ack not sent: socket closed");
+        }
+        // A full buffer means the socket cannot keep up: drop it so its client reconnects
+        // promptly instead of waiting for its ack timeout.
+        Err(e) => {
+            tracing::warn!(sid = %socket.id, error = %e, "ack could not be sent; disconnecting socket");
+            let _ = socket.clone().disconnect();
+        }
+    }
+}
+
+macro_rules! on_request {
+    ($socket:expr, $event:expr, $class:expr, $handler:path) => {
+        $socket.on(
+            $event,
+            |socket: SocketRef,
+             io: SocketIo,
+             State(app): State<AppState>,
+             Extension(user): Extension<UserId>,
+             ack: AckSender,
+             TryData(argument): TryData<Value>,
+             turn: Turn| async move {
+                let _turn = turn.wait().await;
+                let reply = respond(&app, $class, &user, argument, |request| {
+                    $handler(&app, &io, &socket, &user, request)
+                })
+                .await;
+                send_ack(&socket, ack, reply);
+            },
+        )
+    };
+}
+
+/// Registers every request handler on a freshly connected socket.
+pub fn register(socket: &SocketRef) {
+    on_request!(socket, request::ROOM_JOIN, RateClass::Other, rooms::join);
+    on_request!(socket, request::ROOM_LEAVE, RateClass::Other, rooms::leave);
+    on_request!(
+        socket,
+        request::MESSAGE_SEND,
+        RateClass::Send,
+        messages::send
+    );
+    on_request!(
+        socket,
+        request::MESSAGE_SYNC,
+        RateClass::Other,
+        messages::sync
+    );
+    on_request!(
+        socket,
+        request::RECEIPT_DELIVERED,
+        RateClass::Other,
+        receipts::delivered
+    );
+    on_request!(
+        socket,
+        request::RECEIPT_READ,
+        RateClass::Other,
+        receipts::read
+    );
+    on_request!(
+        socket,
+        request::TYPING_START,
+        RateClass::Typing,
+        typing::typing_start
+    );
+    on_request!(
+        socket,
+        request::TYPING_STOP,
+        RateClass::Typing,
+        typing::typing_stop
+    );
+    on_request!(
+        socket,
+        request::PRESENCE_GET,
+        RateClass::Other,
+        presence::presence_get
+    );
+}
+
+/// `forbidden` unless `user` is a member of `room`.
+async fn require_member(app: &AppState, room: &RoomId, user: &UserId) -> Reply<()> {
+    if app
+        .store
+        .is_member(room, user)
+        .await
+        .map_err(|e| e.to_wire())?
+    {
+        Ok(())
+    } else {
+        Err(forbidden(room))
+    }
+}
