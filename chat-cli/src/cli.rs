@@ -103,6 +103,15 @@ pub struct ClientArgs {
     /// Outbox file [default: <data dir>/chat/<user>.db].
     #[arg(long, env = "CHAT_STORE", hide_env_values = true)]
     pub store: Option<PathBuf>,
+    /// Also trust the root certificate(s) in this PEM file for an https:// server (a
+    /// private CA, a self-signed `chat serve --tls-cert`).
+    #[arg(
+        long = "ca",
+        env = "CHAT_CA_FILE",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    pub ca: Option<PathBuf>,
     /// Config file [default: <config dir>/chat/config.toml].
     #[arg(long, env = "CHAT_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,

@@ -1,14 +1,15 @@
 //! Where the server is, who the user is and where the outbox lives.
 //!
 //! Each setting is taken from the first place that has it: the flag, then the environment
-//! (`CHAT_URL`, `CHAT_TOKEN`, `CHAT_STORE`; clap reads both), then the optional config file
-//! (`--config`/`CHAT_CONFIG`, else `<config dir>/chat/config.toml`), then the default. The
-//! file is TOML with the keys `url`, `token` and `store`:
+//! (`CHAT_URL`, `CHAT_TOKEN`, `CHAT_STORE`, `CHAT_CA_FILE`; clap reads both), then the
+//! optional config file (`--config`/`CHAT_CONFIG`, else `<config dir>/chat/config.toml`),
+//! then the default. The file is TOML with the keys `url`, `token`, `store` and `ca`:
 //!
 //! ```toml
 //! url = "http://127.0.0.1:7070"
 //! token = "eyJ..."
 //! store = "/home/alice/.local/share/chat/alice.db"
+//! ca = "/etc/chat/ca.pem"   # only for an https:// server with a private CA
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ pub struct FileConfig {
     pub token: Option<String>,
     /// Outbox file.
     pub store: Option<PathBuf>,
+    /// Extra root certificate (PEM) for an https:// server.
+    pub ca: Option<PathBuf>,
 }
 
 /// Settings after flags, environment, file and defaults were merged.
@@ -43,6 +46,8 @@ pub struct Settings {
     pub token: Option<String>,
     /// Outbox file.
     pub store: PathBuf,
+    /// Extra root certificate (PEM) to trust, if any.
+    pub ca: Option<PathBuf>,
 }
 
 impl Settings {
@@ -140,7 +145,13 @@ pub fn merge(
     if let Some(parent) = store.parent().filter(|p| !p.as_os_str().is_empty()) {
         ensure_dir(parent)?;
     }
-    Ok(Settings { url, token, store })
+    let ca = args.ca.clone().or(file.ca);
+    Ok(Settings {
+        url,
+        token,
+        store,
+        ca,
+    })
 }
 
 fn ensure_dir(dir: &Path) -> Result<(), Fail> {
@@ -172,12 +183,14 @@ mod tests {
             url: Some("http://file:2".into()),
             token: Some(token_for("carol")),
             store: None,
+            ca: Some("file-ca.pem".into()),
         };
         let settings =
             merge(&args, file, |user| Ok(PathBuf::from(format!("{user}.db")))).expect("merges");
         assert_eq!(settings.url, "http://flag:1");
         assert_eq!(settings.token, Some(token_for("carol")));
         assert_eq!(settings.store, PathBuf::from("carol.db"));
+        assert_eq!(settings.ca, Some(PathBuf::from("file-ca.pem")));
     }
 
     #[test]

@@ -22,11 +22,15 @@ fn retry_policy() -> RetryPolicy {
 }
 
 fn builder(settings: &Settings) -> Result<ClientBuilder, Fail> {
-    Ok(Client::builder(&settings.url, settings.token()?)
+    let builder = Client::builder(&settings.url, settings.token()?)
         .store_path(&settings.store)
         .device("chat-cli")
         .retry_policy(retry_policy())
-        .connect_timeout(Duration::from_secs(3)))
+        .connect_timeout(Duration::from_secs(3));
+    Ok(match &settings.ca {
+        Some(ca) => builder.add_root_certificate(ca),
+        None => builder,
+    })
 }
 
 /// Connects and waits for the connection; exit 2 when that fails.

@@ -1,6 +1,6 @@
 //! Exit codes and the one error type every command returns.
 //!
-//! The convention (DEVELOPERS.md): `0` everything worked; `1` the command ran but what it
+//! The convention (docs/cli.md, Output and exit codes): `0` everything worked; `1` the command ran but what it
 //! was asked to do did not happen (a message unsent or failed, a wait that timed out, a
 //! request the server refused); `2` the command could not run at all (bad usage, bad input,
 //! no configuration, the server unreachable). A [`Fail`] carries its code and one line of

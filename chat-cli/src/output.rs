@@ -168,6 +168,9 @@ pub fn connection_text(state: &ConnectionState) -> String {
             DisconnectReason::Refused { code } => {
                 format!("disconnected: the server refused the connection ({code})")
             }
+            DisconnectReason::Certificate { message } => format!(
+                "disconnected: the server's certificate was refused ({message}); trust its CA with --ca"
+            ),
         },
     }
 }

@@ -15,6 +15,15 @@ pub enum StoreError {
     /// A row could not be decoded (the file was written by an incompatible version or edited).
     #[error("store holds an unreadable row: {0}")]
     Corrupt(String),
+    /// The file was written by a newer version of the SDK, whose schema this one does not
+    /// know; it is left untouched.
+    #[error("the store's schema is version {found}; this SDK reads up to version {supported}: upgrade the SDK")]
+    SchemaTooNew {
+        /// The file's schema version.
+        found: i64,
+        /// The newest this SDK reads.
+        supported: i64,
+    },
     /// The store's files could not be opened or synced.
     #[error("store file: {0}")]
     Io(#[from] std::io::Error),
@@ -56,6 +65,10 @@ pub enum TransportError {
         /// The server's text.
         message: String,
     },
+    /// The server's TLS certificate does not verify (unknown issuer, wrong name, expired,
+    /// …): the reason says which. Not a network blip; the client does not retry it.
+    #[error("the server's certificate was refused: {0}")]
+    Certificate(String),
     /// The connection attempt did not finish within the connect timeout.
     #[error("connect timed out after {0:?}")]
     ConnectTimeout(std::time::Duration),
@@ -81,7 +94,12 @@ pub enum ConnectError {
     /// The server could not be reached, or did not complete the handshake in time.
     #[error("cannot reach the server: {0}")]
     Unreachable(TransportError),
-    /// The configuration is unusable (no URL, a bad URL, …).
+    /// The server's TLS certificate does not verify; the reason says why (for a private CA
+    /// or a self-signed server, trust its root with
+    /// [`ClientBuilder::add_root_certificate`](crate::ClientBuilder::add_root_certificate)).
+    #[error("the server's certificate was refused: {0}")]
+    Certificate(String),
+    /// The configuration is unusable (no URL, a bad URL, an unreadable root certificate, …).
     #[error("invalid configuration: {0}")]
     Config(String),
     /// The local store could not be opened.

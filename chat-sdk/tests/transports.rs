@@ -5,13 +5,16 @@ use std::time::{Duration, Instant};
 
 use chat_sdk::chat_protocol::ClientId;
 use chat_sdk::transport::ConnectRequest;
-use chat_sdk::transport::{Connection, SocketIoTransport, Transport, WebSocketTransport};
+use chat_sdk::transport::{
+    Connection, SocketIoTransport, TlsConfig, Transport, WebSocketTransport,
+};
 use chat_testkit::TestServer;
 use serde_json::json;
 
 fn request(server: &TestServer, user: &str) -> ConnectRequest {
     ConnectRequest {
         url: server.url(),
+        tls: TlsConfig::default(),
         auth: json!({ "token": server.token(user) }),
         connect_timeout: Duration::from_secs(5),
         ack_timeout: Duration::from_secs(5),

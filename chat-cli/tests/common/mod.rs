@@ -71,11 +71,13 @@ pub struct Server {
     child: Option<Child>,
     /// `127.0.0.1:<port>`, kept across restarts.
     pub addr: String,
+    /// `--tls-cert FILE --tls-key FILE`, or nothing for plain HTTP.
+    tls: Vec<std::ffi::OsString>,
     /// A temporary directory for the database, stores and config.
     pub dir: tempfile::TempDir,
 }
 
-fn spawn_server(listen: &str, db: &Path) -> (Child, String) {
+fn spawn_server(listen: &str, db: &Path, tls: &[std::ffi::OsString]) -> (Child, String) {
     let mut child = Command::new(bin())
         .args([
             "serve",
@@ -85,6 +87,7 @@ fn spawn_server(listen: &str, db: &Path) -> (Child, String) {
             SECRET,
             "--no-fsync",
         ])
+        .args(tls)
         .args(["--presence-grace", "200ms", "--db"])
         .arg(db)
         .env_remove("RUST_LOG")
@@ -104,6 +107,7 @@ fn spawn_server(listen: &str, db: &Path) -> (Child, String) {
         .trim()
         .strip_prefix("listening on ")
         .unwrap_or("")
+        .trim_start_matches("https://")
         .to_owned();
     (child, addr)
 }
@@ -111,8 +115,22 @@ fn spawn_server(listen: &str, db: &Path) -> (Child, String) {
 impl Server {
     /// Starts a server on a free port.
     pub fn start() -> Self {
+        Self::start_with_tls(Vec::new())
+    }
+
+    /// Starts a server that terminates TLS with `cert` (`chat serve --tls-cert --tls-key`).
+    pub fn start_tls(cert: &chat_testkit::TestCert) -> Self {
+        Self::start_with_tls(vec![
+            "--tls-cert".into(),
+            cert.cert_path().into(),
+            "--tls-key".into(),
+            cert.key_path().into(),
+        ])
+    }
+
+    fn start_with_tls(tls: Vec<std::ffi::OsString>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (child, addr) = spawn_server("127.0.0.1:0", &dir.path().join("server.db"));
+        let (child, addr) = spawn_server("127.0.0.1:0", &dir.path().join("server.db"), &tls);
         assert!(
             !addr.is_empty(),
             "chat serve printed no `listening on` line"
@@ -120,13 +138,15 @@ impl Server {
         Self {
             child: Some(child),
             addr,
+            tls,
             dir,
         }
     }
 
-    /// `http://` URL of the server.
+    /// URL of the server: `https://` with TLS, else `http://`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_empty() { "http" } else { "https" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Kills the server (the database stays).
@@ -140,7 +160,8 @@ impl Server {
     /// Starts it again on the same port and database.
     pub fn resume(&mut self) {
         for _ in 0..50 {
-            let (mut child, addr) = spawn_server(&self.addr, &self.dir.path().join("server.db"));
+            let (mut child, addr) =
+                spawn_server(&self.addr, &self.dir.path().join("server.db"), &self.tls);
             if addr == self.addr {
                 self.child = Some(child);
                 return;

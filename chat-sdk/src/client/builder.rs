@@ -20,7 +20,7 @@ use crate::error::ConnectError;
 use crate::outbox::{flusher, receipts};
 use crate::receive::Events;
 use crate::store::Store;
-use crate::transport::{Transport, WebSocketTransport};
+use crate::transport::{TlsConfig, Transport, WebSocketTransport};
 
 /// Where the client keeps its outbox and room positions.
 #[derive(Clone, Debug)]
@@ -58,6 +58,7 @@ pub struct ClientBuilder {
     outbox_capacity: usize,
     ttl: Option<Duration>,
     transport: Arc<dyn Transport>,
+    extra_roots: Vec<PathBuf>,
     inbound_capacity: usize,
 }
 
@@ -100,6 +101,7 @@ impl ClientBuilder {
             outbox_capacity: config::DEFAULT_OUTBOX_CAPACITY,
             ttl: None,
             transport: Arc::new(WebSocketTransport),
+            extra_roots: Vec::new(),
             inbound_capacity: config::DEFAULT_INBOUND_CAPACITY,
         }
     }
@@ -209,6 +211,25 @@ impl ClientBuilder {
         self
     }
 
+    /// Also trusts the root certificates in the PEM file at `path` for `https://` and
+    /// `wss://` servers, beside Mozilla's roots: a private CA, or a self-signed server. Call
+    /// it once per file. An unreadable file fails `connect()`/`start()` with
+    /// [`ConnectError::Config`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (client, _events) = chat_sdk::Client::builder("https://chat.internal:7070", "<jwt>")
+    ///     .add_root_certificate("/etc/chat/ca.pem")
+    ///     .store_path("alice.db")
+    ///     .connect()
+    ///     .await?;
+    /// # drop(client); Ok(()) }
+    /// ```
+    pub fn add_root_certificate(mut self, path: impl Into<PathBuf>) -> Self {
+        self.extra_roots.push(path.into());
+        self
+    }
+
     fn build(self) -> Result<(Arc<Inner>, Events), ConnectError> {
         if self.urls.is_empty() || self.urls.iter().any(|u| u.trim().is_empty()) {
             return Err(ConnectError::Config("a server URL is required".into()));
@@ -225,6 +246,7 @@ impl ClientBuilder {
             StoreChoice::File(path) => Store::open(path)?,
             StoreChoice::Memory => Store::in_memory()?,
         };
+        let tls = TlsConfig::with_extra_roots(self.extra_roots).map_err(ConnectError::Config)?;
         let me = token_subject(&self.token);
         let config = Config {
             urls: self.urls,
@@ -238,6 +260,7 @@ impl ClientBuilder {
             outbox_capacity: self.outbox_capacity,
             ttl: self.ttl,
             transport: self.transport,
+            tls,
             inbound_capacity: self.inbound_capacity,
         };
         let (tx, rx) = mpsc::unbounded_channel();

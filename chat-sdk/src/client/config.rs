@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
-use crate::transport::Transport;
+use crate::transport::{TlsConfig, Transport};
 
 /// Exponential backoff with jitter and a cap, used both between reconnect attempts and
 /// between resends after a transient server error (`internal`).
@@ -89,6 +89,7 @@ pub(crate) struct Config {
     pub outbox_capacity: usize,
     pub ttl: Option<Duration>,
     pub transport: Arc<dyn Transport>,
+    pub tls: TlsConfig,
     pub inbound_capacity: usize,
 }
 

@@ -41,6 +41,12 @@ pub enum DisconnectReason {
         /// The server's text.
         message: String,
     },
+    /// The server's TLS certificate does not verify: the client stopped instead of retrying,
+    /// since waiting does not fix a certificate.
+    Certificate {
+        /// Why it was refused.
+        message: String,
+    },
     /// The server refused the connection for another reason.
     Refused {
         /// The code the server sent.

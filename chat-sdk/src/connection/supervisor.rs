@@ -55,6 +55,7 @@ fn connect_request(inner: &Inner, url: &str) -> ConnectRequest {
     };
     ConnectRequest {
         url: url.to_owned(),
+        tls: inner.config.tls.clone(),
         auth,
         connect_timeout: inner.config.connect_timeout,
         ack_timeout: inner.config.ack_timeout,
@@ -139,6 +140,13 @@ pub(crate) async fn run(inner: Arc<Inner>, mut first: Option<FirstOutcome>) {
                         }
                     }
                 }
+            }
+            Err(TransportError::Certificate(reason)) => {
+                tracing::warn!(%reason, url, "the server's certificate was refused");
+                if let Some(first) = first.take() {
+                    let _ = first.send(Err(ConnectError::Certificate(reason.clone())));
+                }
+                Next::Stop(DisconnectReason::Certificate { message: reason })
             }
             Err(TransportError::Refused { code, message }) => {
                 // `too_many_connections` and the like: maybe transient for a running

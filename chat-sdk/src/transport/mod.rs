@@ -18,17 +18,22 @@ use chat_protocol::ErrorCode;
 
 #[cfg(feature = "socketio")]
 mod socketio;
+mod tls;
 mod websocket;
 
 #[cfg(feature = "socketio")]
 pub use socketio::SocketIoTransport;
+pub use tls::TlsConfig;
 pub use websocket::WebSocketTransport;
 
 /// What a connection attempt needs.
 #[derive(Clone, Debug)]
 pub struct ConnectRequest {
-    /// The server URL, `http://host:port` (the Socket.IO path is added when missing).
+    /// The server URL, `http://host:port` or `https://host:port` (the Socket.IO path is
+    /// added when missing).
     pub url: String,
+    /// Which roots a server's TLS certificate may chain to.
+    pub tls: TlsConfig,
     /// The Socket.IO `auth` object: `{"token": ..., "device": ...}`.
     pub auth: Value,
     /// How long the whole attempt (TCP, WebSocket upgrade, Socket.IO handshake) may take.

@@ -1,6 +1,6 @@
 //! A lean [`Transport`]: Socket.IO 5 over Engine.IO 4, WebSocket only, on tokio-tungstenite.
 //!
-//! It exists for speed. Requests are pipelined: each gets its own ack id, so several can be
+//! It exists for speed, and speaks TLS (`https://`, `wss://`) on rustls. Requests are pipelined: each gets its own ack id, so several can be
 //! in flight on one connection, and the server (which answers one socket's requests in the
 //! order they arrive) keeps them in order. Frames queued together go out in one write. It
 //! speaks only what this protocol needs: the default namespace, JSON (no binary
@@ -25,7 +25,8 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::{
-    parse_connect_error, ConnectRequest, Connection, DeathSignal, Inbound, LastHeard, Transport,
+    parse_connect_error, tls, ConnectRequest, Connection, DeathSignal, Inbound, LastHeard,
+    Transport,
 };
 use crate::error::TransportError;
 
@@ -55,28 +56,66 @@ const DEFAULT_PING_TIMEOUT_MS: u64 = 20_000;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WebSocketTransport;
 
-/// `http://host:port[/path]` → `ws://host:port/socket.io/?EIO=4&transport=websocket`.
-fn websocket_url(url: &str) -> Result<String, TransportError> {
+/// Where to connect: the WebSocket URL, and the host and port to open a socket to.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    /// `ws://host:port/socket.io/?EIO=4&transport=websocket` (or `wss://`).
+    url: String,
+    /// Whether the socket speaks TLS first.
+    tls: bool,
+    /// The host as written, without brackets around an IPv6 address.
+    host: String,
+    port: u16,
+}
+
+/// `http://host:port[/path]` → `ws://host:port/socket.io/?EIO=4&transport=websocket`, and
+/// `https://` → `wss://`.
+fn target(url: &str) -> Result<Target, TransportError> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| TransportError::Unreachable(format!("not a URL: {url}")))?;
-    let scheme = match scheme {
-        "http" | "ws" => "ws",
+    let (scheme, tls, default_port) = match scheme.to_ascii_lowercase().as_str() {
+        "http" | "ws" => ("ws", false, 80),
+        "https" | "wss" => ("wss", true, 443),
         other => {
             return Err(TransportError::Unreachable(format!(
-                "the WebSocket transport speaks http:// and ws:// only, not {other}://"
+                "the WebSocket transport speaks http(s):// and ws(s):// only, not {other}://"
             )))
         }
     };
     let (authority, path) = match rest.split_once('/') {
         Some((authority, path)) => (authority, path.split('?').next().unwrap_or("")),
-        None => (rest, ""),
+        None => (rest.split('?').next().unwrap_or(rest), ""),
     };
+    let (host, port) = split_authority(authority, default_port)
+        .ok_or_else(|| TransportError::Unreachable(format!("no host and port in {url}")))?;
     let path = path.trim_end_matches('/');
     let path = if path.is_empty() { "socket.io" } else { path };
-    Ok(format!(
-        "{scheme}://{authority}/{path}/?EIO=4&transport=websocket"
-    ))
+    Ok(Target {
+        url: format!("{scheme}://{authority}/{path}/?EIO=4&transport=websocket"),
+        tls,
+        host,
+        port,
+    })
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port` → host and port.
+fn split_authority(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    let authority = authority.rsplit('@').next()?;
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(port) => port.parse().ok()?,
+        None => default_port,
+    };
+    (!host.is_empty()).then(|| (host.to_owned(), port))
 }
 
 /// The heartbeat deadline from an Engine.IO `OPEN` packet's JSON.
@@ -122,13 +161,24 @@ async fn next_text(socket: &mut Socket) -> Result<String, TransportError> {
 
 /// Opens the socket and completes both handshakes; returns it and the heartbeat deadline.
 async fn handshake(request: &ConnectRequest) -> Result<(Socket, Duration), TransportError> {
-    let url = websocket_url(&request.url)?;
+    let target = target(&request.url)?;
+    let tcp = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| TransportError::Unreachable(format!("{}: {e}", request.url)))?;
+    // Small frames (acks, events) must leave at once, not wait on Nagle's algorithm.
+    let _ = tcp.set_nodelay(true);
+    let stream = if target.tls {
+        MaybeTlsStream::Rustls(tls::connect(&request.tls, &target.host, tcp).await?)
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
     // tungstenite zero-fills its whole read buffer before every read (128 KiB by default);
     // chat frames are a few hundred bytes, so a small buffer saves that work on each frame.
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_SIZE);
-    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-        .await
-        .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+    let (mut socket, _) =
+        tokio_tungstenite::client_async_with_config(target.url, stream, Some(config))
+            .await
+            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
     let open = next_text(&mut socket).await?;
     let heartbeat = match open.strip_prefix('0') {
         Some(json) => heartbeat_from_open(json)?,
@@ -421,16 +471,33 @@ mod tests {
 
     #[test]
     fn urls_become_engine_io_websocket_urls() {
+        let plain = target("http://127.0.0.1:3000").expect("url");
         assert_eq!(
-            websocket_url("http://127.0.0.1:3000").expect("url"),
+            plain.url,
             "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket"
         );
         assert_eq!(
-            websocket_url("http://h:1/chat/").expect("url"),
+            (plain.tls, plain.host.as_str(), plain.port),
+            (false, "127.0.0.1", 3000)
+        );
+        assert_eq!(
+            target("http://h:1/chat/").expect("url").url,
             "ws://h:1/chat/?EIO=4&transport=websocket"
         );
-        assert!(websocket_url("https://h").is_err());
-        assert!(websocket_url("nonsense").is_err());
+        let secure = target("https://chat.example").expect("url");
+        assert_eq!(
+            secure.url,
+            "wss://chat.example/socket.io/?EIO=4&transport=websocket"
+        );
+        assert_eq!(
+            (secure.tls, secure.host.as_str(), secure.port),
+            (true, "chat.example", 443)
+        );
+        let v6 = target("wss://[::1]:8443/").expect("url");
+        assert_eq!((v6.tls, v6.host.as_str(), v6.port), (true, "::1", 8443));
+        assert!(target("ftp://h").is_err());
+        assert!(target("http://h:notaport").is_err());
+        assert!(target("nonsense").is_err());
     }
 
     #[test]
