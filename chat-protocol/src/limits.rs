@@ -1,6 +1,6 @@
 //! The protocol's default limits, shared so both sides agree on them.
 //!
-//! The server may be configured with other values; these are the defaults PROTOCOL.md gives.
+//! The server may be configured with other values; these are the defaults docs/protocol.md gives.
 
 /// Most Unicode scalar values a message body may hold by default.
 pub const MAX_BODY_CHARS: usize = 4_000;

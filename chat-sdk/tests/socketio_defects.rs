@@ -1,8 +1,8 @@
-//! One test per measured defect of rust_socketio 0.6 (listed in
-//! `shared/design/RUST_SOCKETIO.md` of the design repository), each showing that the SDK
-//! survives it against the real server. Every case runs on the rust_socketio transport
-//! (`SocketIoTransport`), where the defect lives, and on the default WebSocket transport,
-//! which must not have it either: see the `on_socketio` and `on_websocket` modules at the end.
+//! One test per measured defect of rust_socketio 0.6 (each named above its test), each
+//! showing that the SDK survives it against the real server. Every case runs on the
+//! rust_socketio transport (`SocketIoTransport`), where the defect lives, and on the default
+//! WebSocket transport, which must not have it either: see the `on_socketio` and
+//! `on_websocket` modules at the end.
 
 mod common;
 

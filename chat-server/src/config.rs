@@ -1,6 +1,6 @@
 //! Server configuration: where data lives, the token secret, TLS, and every limit.
 //!
-//! Defaults are the ones PROTOCOL.md gives; the binary exposes each as a flag.
+//! Defaults are the ones docs/protocol.md gives; the binary exposes each as a flag.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -12,7 +12,7 @@ use socketioxide::SocketIo;
 use crate::auth::verify_token;
 use crate::fanout::emit_to;
 use crate::handlers;
-use crate::sequencer::Turnstile;
+use crate::request_order::Turnstile;
 use crate::state::{now_ms, room_key, user_key, AppState};
 
 /// The Socket.IO `auth` object.

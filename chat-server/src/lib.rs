@@ -25,7 +25,7 @@ mod fanout;
 mod handlers;
 pub mod presence;
 pub mod rate;
-pub mod sequencer;
+mod request_order;
 mod server;
 pub mod state;
 pub mod store;

@@ -38,7 +38,6 @@ mod schema;
 
 use durability::{Durability, WriteAheadLog};
 use owner_lock::OwnerLock;
-use schema::SCHEMA;
 
 /// The SQLite store. Every call is one short transaction under a mutex.
 #[derive(Debug)]
@@ -96,6 +95,7 @@ impl Store {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::check(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
             durability: Durability::Memory,
@@ -128,8 +128,8 @@ impl Store {
     }
 
     /// Creates or migrates the schema; resets messages a crash left `Sending`.
-    fn init(conn: rusqlite::Connection) -> Result<rusqlite::Connection, StoreError> {
-        conn.execute_batch(SCHEMA)?;
+    fn init(mut conn: rusqlite::Connection) -> Result<rusqlite::Connection, StoreError> {
+        schema::migrate(&mut conn)?;
         // A message left `Sending` by a crash was maybe stored, maybe not: send it again
         // with the same client_id and let the server deduplicate.
         let queued = serde_json::to_string(&MessageState::Queued).map_err(corrupt)?;

@@ -15,7 +15,7 @@ use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::{SendError, SocketError, SocketIo};
 
 use crate::rate::RateClass;
-use crate::sequencer::Turn;
+use crate::request_order::Turn;
 use crate::state::AppState;
 
 mod messages;
