@@ -15,8 +15,12 @@ pub enum StoreError {
     /// A row could not be decoded (the file was written by an incompatible version or edited).
     #[error("store holds an unreadable row: {0}")]
     Corrupt(String),
+    /// The client was closed (or dropped): its store takes no more writes, since another
+    /// client may own the file now.
+    #[error("the client is closed; its outbox takes no more changes")]
+    Closed,
     /// The file was written by a newer version of the SDK, whose schema this one does not
-    /// know; it is left untouched.
+    /// know; its contents are left untouched.
     #[error("the store's schema is version {found}; this SDK reads up to version {supported}: upgrade the SDK")]
     SchemaTooNew {
         /// The file's schema version.

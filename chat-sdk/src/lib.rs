@@ -89,7 +89,7 @@ mod store;
 pub mod transport;
 
 pub use chat_protocol;
-pub use client::config::{RetryPolicy, TokenFuture};
+pub use client::config::RetryPolicy;
 pub use client::typing::STOP_AFTER as TYPING_STOP_AFTER;
 pub use client::{Client, ClientBuilder};
 pub use connection::state::{ConnectionState, DisconnectReason};

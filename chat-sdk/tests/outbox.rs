@@ -712,6 +712,11 @@ async fn an_outbox_file_in_use_is_refused_to_a_second_client_and_read_only_to_to
     drop(tool);
 
     alice.close().await;
+    // A closed client changes its file no more: another owner may have it now.
+    assert!(matches!(
+        alice.send(&general, "after close").await,
+        Err(SendError::Store(StoreError::Closed))
+    ));
     let tool = Outbox::open(&store).expect("owns the file now");
     assert!(!tool.is_read_only());
     tool.discard(refused.client_id()).await.expect("discarded");

@@ -446,9 +446,13 @@ async fn a_user_over_its_connection_cap_gets_a_typed_refusal(transport: Arc<dyn 
     first.close().await;
 }
 
-/// Runs each case on one transport.
-macro_rules! cases_on {
-    ($module:ident, $transport:expr, [$($case:ident),* $(,)?]) => {
+/// Runs each case on each transport, in a module per transport.
+macro_rules! cases {
+    ($($case:ident),* $(,)?) => {
+        cases!(@on on_socketio, SocketIoTransport, $($case),*);
+        cases!(@on on_websocket, WebSocketTransport, $($case),*);
+    };
+    (@on $module:ident, $transport:expr, $($case:ident),*) => {
         mod $module {
             use super::*;
             $(
@@ -461,43 +465,19 @@ macro_rules! cases_on {
     };
 }
 
-cases_on!(
-    on_socketio,
-    SocketIoTransport,
-    [
-        a_refused_token_is_a_typed_connect_error,
-        a_server_side_kick_is_followed_by_a_reconnect,
-        transport_loss_without_a_close_event_is_noticed,
-        reconnection_is_one_loop_with_counted_attempts,
-        sends_while_disconnected_are_kept_and_delivered_later,
-        an_ack_that_never_comes_times_out_and_the_message_is_resent,
-        a_silent_handshake_hits_the_connect_timeout,
-        three_hundred_concurrent_sends_and_requests_all_succeed_once,
-        after_unanswered_acks_sequential_requests_keep_working,
-        an_application_not_reading_events_does_not_hold_up_acks,
-        an_idle_silent_link_is_noticed_by_the_health_check,
-        a_request_in_flight_when_the_link_drops_fails_fast,
-        a_token_refused_on_reconnect_is_refreshed_or_reported,
-        a_user_over_its_connection_cap_gets_a_typed_refusal
-    ]
-);
-cases_on!(
-    on_websocket,
-    WebSocketTransport,
-    [
-        a_refused_token_is_a_typed_connect_error,
-        a_server_side_kick_is_followed_by_a_reconnect,
-        transport_loss_without_a_close_event_is_noticed,
-        reconnection_is_one_loop_with_counted_attempts,
-        sends_while_disconnected_are_kept_and_delivered_later,
-        an_ack_that_never_comes_times_out_and_the_message_is_resent,
-        a_silent_handshake_hits_the_connect_timeout,
-        three_hundred_concurrent_sends_and_requests_all_succeed_once,
-        after_unanswered_acks_sequential_requests_keep_working,
-        an_application_not_reading_events_does_not_hold_up_acks,
-        an_idle_silent_link_is_noticed_by_the_health_check,
-        a_request_in_flight_when_the_link_drops_fails_fast,
-        a_token_refused_on_reconnect_is_refreshed_or_reported,
-        a_user_over_its_connection_cap_gets_a_typed_refusal
-    ]
+cases!(
+    a_refused_token_is_a_typed_connect_error,
+    a_server_side_kick_is_followed_by_a_reconnect,
+    transport_loss_without_a_close_event_is_noticed,
+    reconnection_is_one_loop_with_counted_attempts,
+    sends_while_disconnected_are_kept_and_delivered_later,
+    an_ack_that_never_comes_times_out_and_the_message_is_resent,
+    a_silent_handshake_hits_the_connect_timeout,
+    three_hundred_concurrent_sends_and_requests_all_succeed_once,
+    after_unanswered_acks_sequential_requests_keep_working,
+    an_application_not_reading_events_does_not_hold_up_acks,
+    an_idle_silent_link_is_noticed_by_the_health_check,
+    a_request_in_flight_when_the_link_drops_fails_fast,
+    a_token_refused_on_reconnect_is_refreshed_or_reported,
+    a_user_over_its_connection_cap_gets_a_typed_refusal,
 );

@@ -74,22 +74,23 @@ async fn a_certificate_that_does_not_verify_fails_connect_with_the_reason() {
     }
 }
 
-/// A running client that fails over to a server whose certificate it does not trust stops
-/// there, saying why, instead of retrying forever.
+/// A running client whose server rotates to a certificate it does not trust stops there,
+/// saying why, instead of retrying forever.
 #[tokio::test]
 async fn a_running_client_stops_on_a_refused_certificate_and_says_why() {
-    let mut trusted = TestServer::start_tls().await.expect("TLS server starts");
-    let untrusted = TestServer::start_tls()
-        .await
-        .expect("second TLS server starts");
-    let (client, _events) = builder(&trusted.url(), trusted.token("alice"))
-        .fallback_url(untrusted.url())
-        .add_root_certificate(ca(&trusted))
+    let mut server = TestServer::start_tls().await.expect("TLS server starts");
+    let (client, _events) = builder(&server.url(), server.token("alice"))
+        .add_root_certificate(ca(&server))
         .connect()
         .await
         .expect("connects to the trusted server");
     let mut state = client.connection_state();
-    trusted.stop().await.expect("the trusted server stops");
+    server.stop().await.expect("the server stops");
+    server.replace_cert(TestCert::generate().expect("a new certificate"));
+    server
+        .resume()
+        .await
+        .expect("the server comes back with it");
     let stopped = tokio::time::timeout(
         PATIENCE,
         state.wait_for(|s| matches!(s, ConnectionState::Disconnected { .. })),
@@ -104,5 +105,26 @@ async fn a_running_client_stops_on_a_refused_certificate_and_says_why() {
         } => assert!(message.contains("BadSignature"), "{message}"),
         other => panic!("expected a certificate stop, got {other:?}"),
     }
+    client.close().await;
+}
+
+/// With several URLs, a refused certificate moves the client on to the next one; a
+/// first connect fails only when every URL refused.
+#[tokio::test]
+async fn a_refused_certificate_fails_over_to_the_next_url() {
+    let untrusted = TestServer::start_tls().await.expect("TLS server starts");
+    let trusted = TestServer::start_tls()
+        .await
+        .expect("second TLS server starts");
+    let (client, _events) = builder(&untrusted.url(), untrusted.token("alice"))
+        .fallback_url(trusted.url())
+        .add_root_certificate(ca(&trusted))
+        .connect()
+        .await
+        .expect("connects through the fallback");
+    assert_eq!(
+        *client.connection_state().borrow(),
+        ConnectionState::Connected
+    );
     client.close().await;
 }

@@ -204,6 +204,13 @@ impl TestServer {
         Err(format!("could not bind {} again: {last_error}", self.addr))
     }
 
+    /// Presents `cert` from the next [`TestServer::resume`] on (a certificate rotation; a
+    /// client that trusts only the old one then refuses the server).
+    pub fn replace_cert(&mut self, cert: TestCert) {
+        self.config.tls = Some(cert.tls_config());
+        self.cert = Some(cert);
+    }
+
     /// Stops and resumes: a restart on the same database and port.
     pub async fn restart(&mut self) -> Result<(), String> {
         self.stop().await?;

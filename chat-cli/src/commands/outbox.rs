@@ -22,7 +22,12 @@ pub async fn run(args: OutboxArgs) -> Result<(), Fail> {
     let settings = config::resolve(&args.client)?;
     match args.action {
         OutboxAction::List { json } => {
-            let messages = Outbox::open(&settings.store)?.list()?;
+            // Read-only: listing must not hold the file against a client starting meanwhile.
+            let messages = if settings.store.exists() {
+                Outbox::open_read_only(&settings.store)?.list()?
+            } else {
+                Vec::new()
+            };
             let style = Style::stdout();
             for message in &messages {
                 if json {

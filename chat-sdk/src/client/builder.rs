@@ -295,6 +295,7 @@ impl ClientBuilder {
             handle: Arc::new(Handle {
                 inner,
                 supervisor: std::sync::Mutex::new(Some(supervisor)),
+                closing: tokio::sync::Mutex::new(()),
             }),
         }
     }

@@ -71,7 +71,7 @@ impl RetryPolicy {
 }
 
 /// The future a token-refresh hook returns: a new token, or why there is none.
-pub type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+pub(crate) type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
 
 /// A token-refresh hook, called when the server refuses the current token.
 pub(crate) type TokenRefresh = Arc<dyn Fn() -> TokenFuture + Send + Sync>;

@@ -34,6 +34,8 @@ use shared::{lock, Inner};
 pub(crate) struct Handle {
     pub(crate) inner: Arc<Inner>,
     pub(crate) supervisor: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Held by `close` throughout, so a second call waits for the first to finish.
+    pub(crate) closing: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Handle {
@@ -177,10 +179,7 @@ impl Client {
             .spawn_blocking(move || store.sync())
             .await
             .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped.to_string()).into()));
-        match synced {
-            Ok(()) => Ok(message),
-            Err(source) => Err(SendError::NotDurable { message, source }),
-        }
+        confirmed(message, synced)
     }
 
     fn send_message_blocking(
@@ -198,10 +197,7 @@ impl Client {
         // The flusher may put the message on the wire while the disk confirms it: the
         // network round trip and the fsync overlap instead of adding up.
         let _flusher = FlusherStart::from_another_thread(inner);
-        match inner.store.sync() {
-            Ok(()) => Ok(message),
-            Err(source) => Err(SendError::NotDurable { message, source }),
-        }
+        confirmed(message, inner.store.sync())
     }
 
     /// Commits a new message to the outbox and announces it; the caller starts the outbox
@@ -492,6 +488,7 @@ impl Client {
     /// # }
     /// ```
     pub async fn close(&self) {
+        let _closing = self.handle.closing.lock().await;
         let inner = self.inner();
         inner.shutdown.cancel();
         let supervisor = lock(&self.handle.supervisor).take();
@@ -511,6 +508,17 @@ impl Client {
             .filter(|(_, view)| view.joined)
             .map(|(room, view)| (room.clone(), view.received_seq))
             .collect()
+    }
+}
+
+/// A queued message once the disk answered: durable, or queued but not confirmed.
+fn confirmed(
+    message: SendHandle,
+    synced: Result<(), crate::StoreError>,
+) -> Result<SendHandle, SendError> {
+    match synced {
+        Ok(()) => Ok(message),
+        Err(source) => Err(SendError::NotDurable { message, source }),
     }
 }
 

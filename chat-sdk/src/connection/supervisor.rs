@@ -70,6 +70,8 @@ pub(crate) async fn run(inner: Arc<Inner>, mut first: Option<FirstOutcome>) {
     let mut attempt: u32 = 0;
     let mut backoff = inner.config.retry.backoff();
     let mut ever_connected = false;
+    // Per URL: its server's certificate was refused (cleared by a connection).
+    let mut cert_refused = vec![false; urls.len()];
     // Refreshes tried since the last accepted token; a second refusal in a row stops.
     let mut refreshed_since_refusal = false;
 
@@ -90,6 +92,10 @@ pub(crate) async fn run(inner: Arc<Inner>, mut first: Option<FirstOutcome>) {
                 Err(err) => tracing::warn!(error = %err, "token refresh failed"),
             }
         }
+        // Skip the URLs whose certificate was refused, while another one remains.
+        while cert_refused[url_index % urls.len()] && cert_refused.iter().any(|r| !r) {
+            url_index += 1;
+        }
         let url = &urls[url_index % urls.len()];
         let request = connect_request(&inner, url);
         let result = tokio::select! {
@@ -99,6 +105,7 @@ pub(crate) async fn run(inner: Arc<Inner>, mut first: Option<FirstOutcome>) {
         let next = match result {
             Ok((conn, inbound)) => {
                 ever_connected = true;
+                cert_refused.fill(false);
                 attempt = 0;
                 refreshed_since_refusal = false;
                 backoff = inner.config.retry.backoff();
@@ -143,10 +150,20 @@ pub(crate) async fn run(inner: Arc<Inner>, mut first: Option<FirstOutcome>) {
             }
             Err(TransportError::Certificate(reason)) => {
                 tracing::warn!(%reason, url, "the server's certificate was refused");
-                if let Some(first) = first.take() {
-                    let _ = first.send(Err(ConnectError::Certificate(reason.clone())));
+                // Waiting does not fix a certificate: this URL is not tried again, and once
+                // every URL refused its certificate the client stops.
+                cert_refused[url_index % urls.len()] = true;
+                url_index += 1;
+                if cert_refused.iter().all(|refused| *refused) {
+                    if let Some(first) = first.take() {
+                        let _ = first.send(Err(ConnectError::Certificate(reason.clone())));
+                    }
+                    Next::Stop(DisconnectReason::Certificate { message: reason })
+                } else if first.is_some() {
+                    continue;
+                } else {
+                    Next::Retry
                 }
-                Next::Stop(DisconnectReason::Certificate { message: reason })
             }
             Err(TransportError::Refused { code, message }) => {
                 // `too_many_connections` and the like: maybe transient for a running

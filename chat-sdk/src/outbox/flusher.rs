@@ -185,8 +185,7 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
                     id: result.id,
                     seq: result.seq,
                 };
-                transition(inner, &message, sent.clone(), None)?;
-                receipts::track(inner, &message.room, message.client_id, &sent);
+                transitions::record_sent(inner, &message, sent)?;
                 receipts::refresh_room(inner, &message.room)?;
             }
             Err(AckError::Refused(error)) => match error.code {

@@ -92,6 +92,20 @@ impl Outbox {
         })
     }
 
+    /// Opens the existing outbox file at `path` for listing only, whether or not a client
+    /// runs on it: nothing is migrated or reset, nothing is locked (a client may start
+    /// meanwhile), and repairs are refused with [`OutboxError::ReadOnly`].
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        Ok(Self {
+            backing: Backing::File {
+                store: Arc::new(Store::open_read_only(path)?),
+                path: path.to_owned(),
+                holder: None,
+            },
+        })
+    }
+
     /// True when a running client owns the file: listing works, repairs are refused.
     pub fn is_read_only(&self) -> bool {
         self.store().is_read_only()

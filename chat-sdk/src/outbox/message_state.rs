@@ -35,7 +35,8 @@ impl std::fmt::Display for FailureReason {
 
 /// Where an outgoing message is. It moves only forward along
 /// `Queued → Sending → Sent → Delivered → Read`; a transient failure moves it from
-/// `Sending` back to `Queued`, a permanent one to `Failed`.
+/// `Sending` back to `Queued`, a permanent one to `Failed`, and a retry from `Failed` back to
+/// `Queued`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum MessageState {

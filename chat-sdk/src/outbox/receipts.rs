@@ -37,7 +37,7 @@ fn others_floor(inner: &Inner, room: &RoomId) -> Option<(Seq, Seq)> {
 }
 
 /// Remembers an acknowledged message of this client (`Sent` or `Delivered`) so receipts
-/// can move it on.
+/// can move it on. The caller holds `status_lock` (or is alone, at start).
 pub(crate) fn track(inner: &Inner, room: &RoomId, client_id: ClientId, state: &MessageState) {
     let mut rooms = lock(&inner.rooms);
     let view = rooms.entry(room.clone()).or_default();

@@ -73,7 +73,7 @@ impl SendHandle {
         Ok(self.inner.store.get(self.client_id)?.map(|m| m.state))
     }
 
-    /// A watch of its state: the current one at once, then every change
+    /// A watch of its state: the current one (read it with `borrow`), then every change
     /// (`Queued → Sending → Sent → Delivered → Read`, a return to `Queued` after a lost
     /// link, `Failed`), and `None` if it leaves the outbox. A watch may skip states that
     /// came and went while nobody looked; the event stream has every one.
@@ -81,8 +81,11 @@ impl SendHandle {
     /// ```no_run
     /// # async fn demo(message: chat_sdk::SendHandle) -> Result<(), Box<dyn std::error::Error>> {
     /// let mut states = message.watch()?;
-    /// while states.changed().await.is_ok() {
-    ///     println!("now {:?}", *states.borrow());
+    /// loop {
+    ///     println!("now {:?}", *states.borrow_and_update());
+    ///     if states.changed().await.is_err() {
+    ///         break; // read, or gone: it will not change again
+    ///     }
     /// }
     /// # Ok(()) }
     /// ```

@@ -1,6 +1,9 @@
 //! Every change of an outgoing message's state, in one place.
 //!
-//! Each function here persists the change and then announces it, in that order: the event
+//! Each function here persists the change and then announces it, in that order, holding
+//! the client's `status_lock` throughout, so two changes of one message (a retry and the
+//! flusher's `Sending`, a prune and the flusher's `Sent`) are announced in the order they
+//! were stored. The event
 //! stream gets a [`ChatEvent::Queued`] or [`ChatEvent::Status`], and whoever watches the
 //! message through its [`SendHandle`](crate::SendHandle) sees the new state. So nothing an
 //! application hears of is ever missing from the store, and the flusher, the receipts, the
@@ -47,6 +50,7 @@ pub(crate) fn record(
     state: MessageState,
     attempts: Option<u32>,
 ) -> Result<bool, StoreError> {
+    let _guard = lock(&inner.status_lock);
     if !inner.store.set_state(message.client_id, &state, attempts)? {
         return Ok(false);
     }
@@ -54,8 +58,23 @@ pub(crate) fn record(
     Ok(true)
 }
 
+/// Records that the server stored a message (`Sent`), and starts following its receipts.
+pub(crate) fn record_sent(
+    inner: &Inner,
+    message: &OutgoingMessage,
+    sent: MessageState,
+) -> Result<(), StoreError> {
+    let _guard = lock(&inner.status_lock);
+    if inner.store.set_state(message.client_id, &sent, None)? {
+        crate::outbox::receipts::track(inner, &message.room, message.client_id, &sent);
+        announce(inner, message.client_id, &message.room, sent);
+    }
+    Ok(())
+}
+
 /// Moves several acknowledged messages of `room` on (a receipt moves a run at once), in
-/// one store transaction.
+/// one store transaction; messages no longer in the outbox are not announced. The caller
+/// holds `status_lock`.
 pub(crate) fn record_receipts(
     inner: &Inner,
     room: &RoomId,
@@ -64,9 +83,11 @@ pub(crate) fn record_receipts(
     if moves.is_empty() {
         return Ok(());
     }
-    inner.store.set_states(&moves)?;
-    for (client_id, state) in moves {
-        announce(inner, client_id, room, state);
+    let present = inner.store.set_states(&moves)?;
+    for ((client_id, state), present) in moves.into_iter().zip(present) {
+        if present {
+            announce(inner, client_id, room, state);
+        }
     }
     Ok(())
 }
@@ -89,6 +110,7 @@ pub(crate) fn requeue(
     inner: Option<&Inner>,
     id: ClientId,
 ) -> Result<Repair, StoreError> {
+    let _guard = inner.map(|inner| lock(&inner.status_lock));
     match store.requeue_failed(id, crate::outbox::flusher::now_ms())? {
         Some(message) => {
             if let Some(inner) = inner {
@@ -109,6 +131,7 @@ pub(crate) fn remove(
     inner: Option<&Inner>,
     id: ClientId,
 ) -> Result<Repair, StoreError> {
+    let _guard = inner.map(|inner| lock(&inner.status_lock));
     if store.delete_unless_sending(id)? {
         if let Some(inner) = inner {
             forget_receipts(inner, |waiting| waiting == id);

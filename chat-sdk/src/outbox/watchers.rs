@@ -1,8 +1,9 @@
 //! Watches of single messages, for [`SendHandle::watch`](crate::SendHandle::watch).
 //!
-//! A watch exists only while somebody holds one: the map has an entry per watched message,
-//! dropped when its last receiver is gone or the message reached a state it never leaves
-//! (read, or removed from the outbox). An unwatched message costs one map lookup per change.
+//! The map has an entry per watched message, dropped at the message's next change (or the
+//! next subscription to any message) once its last receiver is gone, and when the message
+//! reaches a state it never leaves (read, or removed from the outbox). An unwatched message
+//! costs one map lookup per change.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,6 +36,8 @@ impl Watchers {
         if let Some(sender) = by_id.get(&id) {
             return Ok(sender.subscribe());
         }
+        // Forget the messages nobody watches any more (their handles were dropped).
+        by_id.retain(|_, sender| sender.receiver_count() > 0);
         let state = current()?;
         let (sender, receiver) = watch::channel(state.clone());
         if !is_final(state.as_ref()) {

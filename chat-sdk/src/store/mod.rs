@@ -49,6 +49,10 @@ pub(crate) struct Store {
     owner: Mutex<Option<OwnerLock>>,
     /// Opened beside the owning client: every write fails.
     read_only: bool,
+    /// Set when the owning client let go of the file: from then on every write fails with
+    /// [`StoreError::Closed`], so a task of a stopped client cannot write over the state of
+    /// the client that owns the file now.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -84,6 +88,7 @@ impl Store {
             durability,
             owner: Mutex::new(Some(owner)),
             read_only: false,
+            closed: Default::default(),
         })
     }
 
@@ -101,11 +106,16 @@ impl Store {
             durability: Durability::Memory,
             owner: Mutex::new(None),
             read_only: true,
+            closed: Default::default(),
         })
     }
 
     /// Lets go of the file (the client stopped): another client may own it from now on.
     pub(crate) fn release_owner(&self) {
+        // Under the connection's lock: a write in progress finishes first, later ones fail.
+        let _conn = self.lock();
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
         self.owner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -124,6 +134,7 @@ impl Store {
             durability: Durability::Memory,
             owner: Mutex::new(None),
             read_only: false,
+            closed: Default::default(),
         })
     }
 
@@ -141,6 +152,15 @@ impl Store {
             ),
             params![queued],
         )?;
+        Ok(conn)
+    }
+
+    /// The connection, for a write: refused once the client let go of the file.
+    fn writer(&self) -> Result<MutexGuard<'_, rusqlite::Connection>, StoreError> {
+        let conn = self.lock();
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
         Ok(conn)
     }
 

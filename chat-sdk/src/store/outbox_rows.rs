@@ -53,7 +53,7 @@ impl Store {
         capacity: usize,
         announce: impl FnOnce(),
     ) -> Result<bool, StoreError> {
-        let mut conn = self.lock();
+        let mut conn = self.writer()?;
         let inserted = Self::insert_within_capacity(&mut conn, message, capacity)?;
         if inserted {
             announce();
@@ -104,7 +104,7 @@ impl Store {
 
     /// Removes every acknowledged message (sent, delivered, read); returns how many.
     pub(crate) fn prune_acknowledged(&self) -> Result<usize, StoreError> {
-        let conn = self.lock();
+        let conn = self.writer()?;
         Ok(conn.execute(
             "DELETE FROM outbox WHERE kind IN ('sent', 'delivered', 'read')",
             [],
@@ -154,29 +154,32 @@ impl Store {
     }
 
     /// Sets the state of several acknowledged messages in one transaction (a receipt moves
-    /// a run of them at once). Messages no longer in the outbox are skipped.
+    /// a run of them at once). Messages no longer in the outbox are skipped; the result says,
+    /// for each change, whether its message was there.
     pub(crate) fn set_states(
         &self,
         changes: &[(ClientId, MessageState)],
-    ) -> Result<(), StoreError> {
-        let mut conn = self.lock();
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut conn = self.writer()?;
         let tx = conn.transaction()?;
+        let mut changed = Vec::with_capacity(changes.len());
         {
             let mut stmt = tx.prepare_cached(
                 "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1",
             )?;
             for (id, state) in changes {
                 let json = serde_json::to_string(state).map_err(corrupt)?;
-                stmt.execute(params![
+                let rows = stmt.execute(params![
                     id.to_string(),
                     state.name(),
                     json,
                     state.seq().map(seq_to_sql)
                 ])?;
+                changed.push(rows > 0);
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(changed)
     }
 
     /// Sets a message's state (and attempt count, when given). Returns false if the message
@@ -187,7 +190,7 @@ impl Store {
         state: &MessageState,
         attempts: Option<u32>,
     ) -> Result<bool, StoreError> {
-        let conn = self.lock();
+        let conn = self.writer()?;
         let json = serde_json::to_string(state).map_err(corrupt)?;
         let seq = state.seq().map(seq_to_sql);
         let changed = match attempts {
@@ -209,7 +212,7 @@ impl Store {
     /// flusher cannot pick it up between a check and the delete. Returns whether it was
     /// removed.
     pub(crate) fn delete_unless_sending(&self, id: ClientId) -> Result<bool, StoreError> {
-        let conn = self.lock();
+        let conn = self.writer()?;
         Ok(conn.execute(
             "DELETE FROM outbox WHERE client_id = ?1 AND kind != 'sending'",
             params![id.to_string()],
@@ -226,7 +229,7 @@ impl Store {
     ) -> Result<Option<OutgoingMessage>, StoreError> {
         let queued = serde_json::to_string(&MessageState::Queued).map_err(corrupt)?;
         let changed = {
-            let conn = self.lock();
+            let conn = self.writer()?;
             conn.execute(
                 "UPDATE outbox SET position = (SELECT MAX(position) + 1 FROM outbox),
                     kind = 'queued', state = ?2, queued_at = ?3

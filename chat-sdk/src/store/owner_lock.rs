@@ -18,9 +18,21 @@ pub(crate) struct OwnerLock {
     _file: File,
 }
 
-/// Where the lock of the outbox file `database` lives.
+/// Where the lock of the outbox file `database` lives: beside the file itself, so every
+/// path to it (a symbolic link, `./x.db` and `x.db`) shares one lock.
 fn lock_path(database: &Path) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
+    let resolved = std::fs::canonicalize(database)
+        .or_else(|_| {
+            // Not created yet: resolve the directory it will be created in.
+            let parent = database
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let name = database.file_name().unwrap_or(database.as_os_str());
+            std::fs::canonicalize(parent).map(|dir| dir.join(name))
+        })
+        .unwrap_or_else(|_| database.to_owned());
+    let mut name = resolved.into_os_string();
     name.push(".lock");
     PathBuf::from(name)
 }
@@ -73,5 +85,20 @@ mod tests {
         }
         drop(first);
         OwnerLock::acquire(&db).expect("free again once the owner is gone");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symbolic_link_to_an_owned_file_shares_its_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("outbox.db");
+        std::fs::write(&db, b"").expect("the file");
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&db, &link).expect("symlink");
+        let _owner = OwnerLock::acquire(&db).expect("first owner");
+        assert!(matches!(
+            OwnerLock::acquire(&link),
+            Err(StoreError::InUse { .. })
+        ));
     }
 }

@@ -40,7 +40,7 @@ impl Store {
 
     /// Records that the client joined (or left) a room, keeping its position.
     pub(crate) fn set_joined(&self, room: &RoomId, joined: bool) -> Result<(), StoreError> {
-        let conn = self.lock();
+        let conn = self.writer()?;
         conn.execute(
             "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, ?2, NULL)
              ON CONFLICT (room) DO UPDATE SET joined = excluded.joined",
@@ -51,7 +51,7 @@ impl Store {
 
     /// Sets a room's position exactly, also backwards (the application asked to replay).
     pub(crate) fn reset_position(&self, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
-        let conn = self.lock();
+        let conn = self.writer()?;
         conn.execute(
             "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, 1, ?2)
              ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq",
@@ -67,7 +67,7 @@ impl Store {
 
     /// Records several rooms' positions (never moving one back) in one transaction.
     pub(crate) fn advance_positions(&self, positions: &[(&RoomId, Seq)]) -> Result<(), StoreError> {
-        let mut conn = self.lock();
+        let mut conn = self.writer()?;
         let tx = conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
