@@ -106,7 +106,16 @@ fn classify(err: &std::io::Error) -> TransportError {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
         Some(rustls::Error::InvalidCertificate(reason)) => {
-            TransportError::Certificate(format!("{reason:?}"))
+            let mut text = format!("{reason:?}");
+            if text.contains("CaUsedAsEndEntity") {
+                // `openssl req -x509` makes such certificates unless told otherwise.
+                text.push_str(
+                    ": the server presents a CA certificate as its own; sign a server \
+                     certificate with that CA, or make the self-signed one with \
+                     basicConstraints CA:FALSE",
+                );
+            }
+            TransportError::Certificate(text)
         }
         Some(other) => TransportError::Unreachable(format!("TLS handshake failed: {other}")),
         None => TransportError::Unreachable(format!("TLS handshake failed: {err}")),
