@@ -75,8 +75,8 @@
 //! - `connection/`: the supervisor that owns (re)connection, the watchdog that notices a
 //!   silent link, and the connection state;
 //! - `receive/`: a receiver's way in: the receive loop of one connection, catching a room
-//!   up, what is known of each room, and the event stream ([`Events`]) the application
-//!   takes messages from;
+//!   up, what is known of each room, the event stream ([`Events`]) the application takes
+//!   messages from, and the resume position each taken message moves;
 //! - `error.rs`: one error enum per operation.
 #![warn(missing_docs)]
 

@@ -4,13 +4,12 @@
 //! rooms it joined (each exactly once, in `seq` order), the local echo and status changes of
 //! its own messages, receipts, typing, presence, membership and the connection state.
 
-use chat_protocol::{
-    ClientId, Message, Presence, ReceiptUpdate, RoomId, RoomMember, Seq, TypingUpdate,
-};
+use chat_protocol::{ClientId, Message, Presence, ReceiptUpdate, RoomId, RoomMember, TypingUpdate};
 use std::sync::Weak;
 
 use tokio::sync::mpsc;
 
+use super::positions;
 use crate::client::shared::Inner;
 
 use crate::{ConnectionState, MessageState, OutgoingMessage};
@@ -115,32 +114,10 @@ impl Events {
         event
     }
 
-    /// Persists the positions of the messages the application took, one write for all.
+    /// Hands what the application took to the receive path, which records the positions.
     fn taken(&self, events: &[ChatEvent]) {
-        let mut newest: Vec<(&RoomId, Seq)> = Vec::new();
-        for event in events {
-            if let ChatEvent::Message(message) = event {
-                match newest.iter_mut().find(|(room, _)| *room == &message.room) {
-                    Some((_, seq)) => *seq = (*seq).max(message.seq),
-                    None => newest.push((&message.room, message.seq)),
-                }
-            }
-        }
-        if newest.is_empty() {
-            return;
-        }
-        let Some(inner) = self.inner.upgrade() else {
-            return;
-        };
-        {
-            let mut rooms = crate::client::shared::lock(&inner.rooms);
-            for (room, seq) in &newest {
-                let view = rooms.entry((*room).clone()).or_default();
-                view.taken_seq = view.taken_seq.max(*seq);
-            }
-        }
-        if let Err(err) = inner.store.advance_positions(&newest) {
-            tracing::warn!(error = %err, "could not record the room positions");
+        if let Some(inner) = self.inner.upgrade() {
+            positions::record_taken(&inner, events);
         }
     }
 }

@@ -4,10 +4,13 @@
 //!   live events;
 //! - [`catch_up`]: join, `message:sync` and `receipt:delivered` for one room;
 //! - [`rooms`]: what the client knows about each room (position, members, receipts);
+//! - [`positions`]: the resume position of each room, moved when the application takes a
+//!   message;
 //! - [`events`]: the event stream the application takes them from.
 
 pub(crate) mod catch_up;
 pub(crate) mod events;
+pub(crate) mod positions;
 pub(crate) mod receive_loop;
 pub(crate) mod rooms;
 
