@@ -1,6 +1,9 @@
 //! Tokens: minting (for operators, examples and tests) and checking on connect.
 //!
-//! A token is an HS256 JWT whose `sub` is the user id; `exp` is checked with 60 s of leeway.
+//! A token is an HS256 JWT whose `sub` is the user id and `exp` its expiry, checked with
+//! 60 s of leeway: all that docs/protocol.md asks for, so tokens minted by another issuer
+//! work. `nbf` and `iat` are honoured when present (a token not valid yet, or issued in the
+//! future, is refused) and never required.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +20,10 @@ pub const LEEWAY_SECS: u64 = 60;
 struct Claims {
     sub: String,
     exp: u64,
-    iat: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
 }
 
 fn now_secs() -> u64 {
@@ -42,7 +48,8 @@ pub fn mint_token(secret: &str, user: &UserId, ttl: Duration) -> Result<String, 
     let claims = Claims {
         sub: user.to_string(),
         exp: iat.saturating_add(ttl.as_secs()),
-        iat,
+        iat: Some(iat),
+        nbf: None,
     };
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -56,11 +63,20 @@ pub fn verify_token(secret: &str, token: &str) -> Result<UserId, TokenError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = LEEWAY_SECS;
     validation.set_required_spec_claims(&["exp", "sub"]);
+    // `nbf` is checked only when the token has one.
+    validation.validate_nbf = true;
     let data = jsonwebtoken::decode::<Claims>(
         token,
         &DecodingKey::from_secret(secret.as_bytes()),
         &validation,
     )?;
+    if data
+        .claims
+        .iat
+        .is_some_and(|iat| iat > now_secs().saturating_add(LEEWAY_SECS))
+    {
+        return Err(TokenError::IssuedInTheFuture);
+    }
     Ok(UserId::new(data.claims.sub)?)
 }
 
@@ -79,17 +95,44 @@ mod tests {
 
     #[test]
     fn expired_beyond_leeway_is_refused() {
-        let claims = Claims {
-            sub: "bob".into(),
-            exp: now_secs() - LEEWAY_SECS - 5,
-            iat: now_secs() - 3600,
-        };
-        let token = jsonwebtoken::encode(
+        let token = signed(&serde_json::json!({
+            "sub": "bob",
+            "exp": now_secs() - LEEWAY_SECS - 5,
+            "iat": now_secs() - 3600,
+        }));
+        assert!(verify_token("a", &token).is_err());
+    }
+
+    fn signed(claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
-            &claims,
+            claims,
             &EncodingKey::from_secret(b"a"),
         )
-        .expect("encodes");
-        assert!(verify_token("a", &token).is_err());
+        .expect("encodes")
+    }
+
+    #[test]
+    fn sub_and_exp_are_enough_and_nbf_and_iat_are_honoured_when_present() {
+        let bob = UserId::new("bob").expect("valid");
+        let exp = now_secs() + 600;
+        let minimal = signed(&serde_json::json!({ "sub": "bob", "exp": exp }));
+        assert_eq!(
+            verify_token("a", &minimal).expect("sub and exp suffice"),
+            bob
+        );
+        let later = now_secs() + 2 * LEEWAY_SECS;
+        let not_yet = signed(&serde_json::json!({ "sub": "bob", "exp": exp, "nbf": later }));
+        assert!(verify_token("a", &not_yet).is_err(), "nbf in the future");
+        let future = signed(&serde_json::json!({ "sub": "bob", "exp": exp, "iat": later }));
+        assert!(matches!(
+            verify_token("a", &future),
+            Err(TokenError::IssuedInTheFuture)
+        ));
+        let past = signed(&serde_json::json!({
+            "sub": "bob", "exp": exp, "iat": now_secs() - 10, "nbf": now_secs() - 10
+        }));
+        assert_eq!(verify_token("a", &past).expect("valid"), bob);
+        assert!(verify_token("a", &signed(&serde_json::json!({ "sub": "bob" }))).is_err());
     }
 }

@@ -117,6 +117,9 @@ pub enum TokenError {
     /// The token is malformed, expired or wrongly signed.
     #[error("invalid token: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
+    /// The token's `iat` lies in the future (beyond the clock leeway).
+    #[error("invalid token: issued in the future")]
+    IssuedInTheFuture,
     /// The token's subject is not a valid user id.
     #[error("token subject is not a valid user id: {0}")]
     Subject(#[from] chat_protocol::ValidationError),
