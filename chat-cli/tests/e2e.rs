@@ -380,3 +380,57 @@ fn presence_json_reports_online_and_never_seen_users() {
         "carol is offline, never seen\n"
     );
 }
+
+/// `chat send - --json` says each message is queued as soon as it is durable, line by line
+/// into a pipe: killed mid-run, its output names only messages that are in the outbox, and
+/// the command had not queued everything yet.
+#[test]
+fn a_killed_send_dash_has_printed_each_message_it_queued() {
+    use std::io::Write;
+    let server = Server::start();
+    server
+        .cmd("alice")
+        .args(["send", "general", "first"])
+        .assert()
+        .success();
+    let lines_in: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    let mut child = server
+        .chat("alice")
+        .args(["send", "general", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn send -");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(lines_in.as_bytes()).expect("write stdin");
+    drop(stdin);
+    let mut lines = Lines::new(child.stdout.take().expect("stdout"));
+    let mut printed = Vec::new();
+    while printed.len() < 20 {
+        let line = lines.wait_for("a queued line", |l| l.contains(r#""state":"queued""#));
+        let value: serde_json::Value = serde_json::from_str(&line).expect("json");
+        printed.push(value["client_id"].as_str().expect("id").to_owned());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let listed = server
+        .cmd("alice")
+        .args(["outbox", "list", "--json"])
+        .assert()
+        .success();
+    let in_outbox: std::collections::HashSet<String> = json_lines(&listed.get_output().stdout)
+        .iter()
+        .filter_map(|row| row["client_id"].as_str().map(str::to_owned))
+        .collect();
+    for id in &printed {
+        assert!(
+            in_outbox.contains(id),
+            "{id} was printed as queued but is not in the outbox"
+        );
+    }
+    assert!(
+        in_outbox.len() < 5001,
+        "every line was queued before the first was printed"
+    );
+}

@@ -112,6 +112,8 @@ async fn send(
         };
         states.insert(id, MessageState::Queued);
         order.push(id);
+        // Said as soon as it is durable: a caller killed mid-run knows what was queued.
+        print_status(args.json, &id, &args.room, &MessageState::Queued, style);
     }
     let target = target_rank(args.wait);
     let finished = |states: &HashMap<ClientId, MessageState>| {
@@ -126,15 +128,6 @@ async fn send(
             Err(_) => break,
         };
         match event {
-            ChatEvent::Queued(message) if states.contains_key(&message.client_id) => {
-                print_status(
-                    args.json,
-                    &message.client_id,
-                    &message.room,
-                    &message.state,
-                    style,
-                );
-            }
             ChatEvent::Status {
                 client_id,
                 room,
