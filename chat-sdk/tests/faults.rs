@@ -244,3 +244,48 @@ async fn probing(
         .await
         .expect("client connects")
 }
+
+/// A token-refresh hook that fails is asked again after a backoff delay: a running client
+/// whose hook fails once (an identity provider's blip) still reconnects and sends.
+#[tokio::test]
+async fn a_refresh_hook_that_fails_once_is_retried_not_fatal() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let mut server = TestServer::start().await.expect("server starts");
+    let general = room("general");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let hook_calls = calls.clone();
+    let (alice, mut events) = builder(&server.url(), server.token("alice"))
+        .token_refresh(move || {
+            let call = hook_calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if call == 0 {
+                    return Err("the identity provider is down".to_owned());
+                }
+                let user =
+                    chat_sdk::chat_protocol::UserId::new("alice").map_err(|e| e.to_string())?;
+                chat_server::mint_token("rotated", &user, std::time::Duration::from_secs(3600))
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .connect()
+        .await
+        .expect("alice connects");
+    alice.join(&general).await.expect("join");
+    server.stop().await.expect("stops");
+    server.rotate_secret("rotated");
+    let id = alice
+        .send(&general, "after a failed refresh")
+        .await
+        .expect("queued")
+        .client_id();
+    server.resume().await.expect("resumes");
+    let got = collect_messages(&mut events, &general, 1).await;
+    assert_eq!(got[0].client_id, id);
+    assert!(
+        calls.load(Ordering::SeqCst) >= 2,
+        "the hook was asked again"
+    );
+    alice.close().await;
+}

@@ -142,8 +142,13 @@ pub(crate) async fn run(inner: Arc<Inner>, mut first: Option<FirstOutcome>) {
                         Err(err) => {
                             if let Some(first) = first.take() {
                                 let _ = first.send(Err(ConnectError::TokenRefresh(err.clone())));
+                                Next::Stop(DisconnectReason::Unauthorized { message: err })
+                            } else {
+                                // A running client keeps going: the hook is asked again at
+                                // the next attempt, after the backoff delay.
+                                tracing::warn!(error = %err, "token refresh failed; retrying");
+                                Next::Retry
                             }
-                            Next::Stop(DisconnectReason::Unauthorized { message: err })
                         }
                     }
                 }
