@@ -33,6 +33,10 @@ impl WriteAheadLog {
             .ok_or_else(|| std::io::Error::other("the store's database has no file name"))?;
         let path = PathBuf::from(format!("{database}-wal"));
         let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        // SQLite makes the log anew when the store opens: its directory entry must reach the
+        // disk too, or a power cut could take away the file that later fsyncs made durable.
+        file.sync_all()?;
+        sync_directory_of(&path)?;
         Ok(Self { path, file })
     }
 
@@ -54,4 +58,19 @@ impl WriteAheadLog {
         }
         Ok(())
     }
+}
+
+/// Flushes the directory holding `path`, so a file created there survives a power cut.
+fn sync_directory_of(path: &std::path::Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        let directory = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        std::fs::File::open(directory)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
