@@ -46,11 +46,25 @@ pub(crate) fn trigger(inner: &Arc<Inner>) {
 }
 
 async fn run(inner: Arc<Inner>) {
+    let mut claim = Claim {
+        inner: &inner,
+        held: true,
+    };
+    let mut backoff = inner.config.retry.backoff();
     loop {
         inner.flush_again.store(false, Ordering::Release);
         if let Err(err) = pass(&inner).await {
-            tracing::warn!(error = %err, "outbox flush stopped on a store error");
+            // A busy or full disk passes: try again after a backoff delay, still holding the
+            // flag, instead of leaving queued messages until the next trigger.
+            tracing::warn!(error = %err, "outbox flush failed on a store error; retrying");
+            let wait = backoff.next().unwrap_or(inner.config.retry.max_delay);
+            if !pause(&inner, wait).await {
+                break;
+            }
+            continue;
         }
+        backoff = inner.config.retry.backoff();
+        claim.held = false;
         inner.flushing.store(false, Ordering::Release);
         if !inner.flush_again.load(Ordering::Acquire)
             || inner
@@ -60,8 +74,24 @@ async fn run(inner: Arc<Inner>) {
         {
             break;
         }
+        claim.held = true;
     }
-    inner.flusher_idle.notify_waiters();
+}
+
+/// The flusher's hold on the `flushing` flag: let go however the flusher ends, a panic
+/// included, so one failed flush never stops sending for the life of the client.
+struct Claim<'a> {
+    inner: &'a Inner,
+    held: bool,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.inner.flushing.store(false, Ordering::Release);
+        }
+        self.inner.flusher_idle.notify_waiters();
+    }
 }
 
 /// Waits until no flusher runs (after shutdown, none starts that touches the store).
