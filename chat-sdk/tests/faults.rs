@@ -289,3 +289,59 @@ async fn a_refresh_hook_that_fails_once_is_retried_not_fatal() {
     );
     alice.close().await;
 }
+
+/// Under a tight per-user request rate, a reconnect's joins and syncs are refused with
+/// `rate_limited` for a while: each is retried after the server's `retry_after_ms`, so every
+/// room catches up on the new connection instead of staying silent until the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_under_the_rate_limit_catches_up_every_room() {
+    const ROOMS: usize = 4;
+    let server = TestServer::start_with(|config| {
+        // A burst of 8 requests per user: a reconnect in 4 rooms makes 12.
+        config.rates.other_per_sec = 4;
+    })
+    .await
+    .expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay starts");
+    let rooms: Vec<_> = (0..ROOMS).map(|i| room(&format!("r{i}"))).collect();
+    let (alice, mut alice_events) = builder(&relay.url(), server.token("alice"))
+        .connect()
+        .await
+        .expect("alice connects");
+    let (bob, mut bob_events) = connect(&server, &server.url(), "bob").await;
+    for room in &rooms {
+        alice
+            .join(room)
+            .await
+            .expect("alice joins, waiting out the limit");
+        bob.join(room)
+            .await
+            .expect("bob joins, waiting out the limit");
+    }
+    relay.refuse_new(true);
+    relay.reset_all();
+    let mut ids = Vec::new();
+    for room in &rooms {
+        let sent = bob
+            .send(room, format!("while alice was away in {room}"))
+            .await;
+        ids.push(sent.expect("queued").client_id());
+    }
+    wait_all_sent(&mut bob_events, &ids, &mut Vec::new()).await;
+    relay.refuse_new(false);
+    let mut caught_up = std::collections::HashSet::new();
+    tokio::time::timeout(PATIENCE, async {
+        while caught_up.len() < ROOMS {
+            match alice_events.recv().await.expect("event stream ended") {
+                ChatEvent::Message(message) if ids.contains(&message.client_id) => {
+                    caught_up.insert(message.room);
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("every room caught up after the reconnect");
+    alice.close().await;
+    bob.close().await;
+}

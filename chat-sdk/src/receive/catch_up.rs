@@ -4,14 +4,20 @@
 //! The receive loop calls these after every reconnect and whenever a live `message:new`
 //! reveals a gap; [`Client::join`](crate::Client::join) calls them for a new room. Callers
 //! hold `recv_lock`, so a catch-up and live events never interleave.
+//!
+//! A refusal that waiting fixes (`rate_limited`, after its `retry_after_ms`; `internal`,
+//! after a backoff delay) is retried until the request succeeds or the connection ends: a
+//! room whose join or sync was refused is never left silent on a live connection.
 
 use chat_protocol::limits::MAX_SYNC_LIMIT;
 use chat_protocol::requests::{names, Receipt, RoomRequest, SyncMessages};
 use chat_protocol::results::{DeliveredResult, JoinResult, SyncResult};
-use chat_protocol::{Message, RoomId, Seq};
+use chat_protocol::{ErrorCode, Message, RoomId, Seq};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::client::shared::{lock, request_on, Inner};
-use crate::error::RequestError;
+use crate::error::{RequestError, TransportError};
 use crate::outbox::receipts;
 use crate::receive::ChatEvent;
 use crate::transport::Connection;
@@ -24,8 +30,13 @@ pub(crate) async fn join_room(
     room: &RoomId,
     since: Option<Seq>,
 ) -> Result<JoinResult, RequestError> {
-    let result: JoinResult =
-        request_on(conn, names::ROOM_JOIN, &RoomRequest { room: room.clone() }).await?;
+    let result: JoinResult = patiently(
+        inner,
+        conn,
+        names::ROOM_JOIN,
+        &RoomRequest { room: room.clone() },
+    )
+    .await?;
     let start = {
         let mut rooms = lock(&inner.rooms);
         let view = rooms.entry(room.clone()).or_default();
@@ -77,7 +88,8 @@ pub(crate) async fn sync_room(
 ) -> Result<(), RequestError> {
     loop {
         let after = received_seq(inner, room);
-        let page: SyncResult = request_on(
+        let page: SyncResult = patiently(
+            inner,
             conn,
             names::MESSAGE_SYNC,
             &SyncMessages {
@@ -141,7 +153,8 @@ pub(crate) async fn send_receipt(
     if last <= confirmed {
         return Ok(());
     }
-    let result: DeliveredResult = request_on(
+    let result: DeliveredResult = patiently(
+        inner,
         conn,
         names::RECEIPT_DELIVERED,
         &Receipt {
@@ -154,4 +167,41 @@ pub(crate) async fn send_receipt(
     let view = rooms.entry(room.clone()).or_default();
     view.receipt_sent = view.receipt_sent.max(result.delivered_seq);
     Ok(())
+}
+
+/// Wait used when a `rate_limited` answer carries no `retry_after_ms`.
+const RATE_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Sends a request the client makes on its own and decodes its ack, retrying `rate_limited`
+/// (after the server's `retry_after_ms`) and `internal` (after a backoff delay) until it is
+/// answered otherwise, the connection ends or the client stops.
+async fn patiently<Req: Serialize, Res: DeserializeOwned>(
+    inner: &Inner,
+    conn: &dyn Connection,
+    event: &str,
+    request: &Req,
+) -> Result<Res, RequestError> {
+    let mut backoff = inner.config.retry.backoff();
+    loop {
+        let wait = match request_on(conn, event, request).await {
+            Err(RequestError::Rejected(refusal)) if refusal.code == ErrorCode::RateLimited => {
+                refusal
+                    .retry_after_ms
+                    .map(std::time::Duration::from_millis)
+                    .unwrap_or(RATE_LIMIT_WAIT)
+            }
+            Err(RequestError::Rejected(refusal)) if refusal.code == ErrorCode::Internal => {
+                backoff.next().unwrap_or(inner.config.retry.max_delay)
+            }
+            answered => return answered,
+        };
+        tracing::debug!(event, ?wait, "request refused for now; retrying");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            reason = conn.closed() => {
+                return Err(RequestError::Transport(TransportError::Closed(reason)))
+            }
+            () = inner.shutdown.cancelled() => return Err(RequestError::NotConnected),
+        }
+    }
 }
