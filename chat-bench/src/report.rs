@@ -55,8 +55,12 @@ pub struct RunReport {
     pub acked: u64,
     /// Messages that ended failed.
     pub failed: u64,
-    /// Acked messages a receiver never got (summed over receivers).
+    /// Acked messages a receiver never got, in a run that drained (summed over receivers).
     pub lost: u64,
+    /// Acked messages a receiver had not got yet when the drain timeout passed, in a run
+    /// that did not drain: maybe still on their way, so not called lost (summed over
+    /// receivers).
+    pub undelivered: u64,
     /// Messages a receiver got more than once.
     pub duplicated: u64,
     /// Messages a receiver got after a later one of the same sender.
@@ -93,16 +97,26 @@ pub struct RunReport {
 impl RunReport {
     /// Fills in the accounting.
     pub fn counts(&mut self, counts: Counts) {
-        self.lost = counts.lost;
+        // What is missing is lost only if the run drained; otherwise it may still arrive.
+        (self.lost, self.undelivered) = if self.drained {
+            (counts.lost, 0)
+        } else {
+            (0, counts.lost)
+        };
         self.duplicated = counts.duplicated;
         self.reordered = counts.reordered;
         self.unexpected = counts.unexpected;
         self.delivered = counts.delivered;
     }
 
-    /// True when nothing was lost, duplicated, reordered or unexpected.
+    /// True when the run drained and nothing was lost, duplicated, reordered or unexpected.
     pub fn clean(&self) -> bool {
-        self.lost == 0 && self.duplicated == 0 && self.reordered == 0 && self.unexpected == 0
+        self.drained
+            && self.lost == 0
+            && self.undelivered == 0
+            && self.duplicated == 0
+            && self.reordered == 0
+            && self.unexpected == 0
     }
 }
 
@@ -262,6 +276,7 @@ pub fn human(report: &Report) -> String {
     row(&mut out, "failed", &count(|r| r.failed));
     row(&mut out, "delivered", &count(|r| r.delivered));
     row(&mut out, "lost", &count(|r| r.lost));
+    row(&mut out, "undelivered", &count(|r| r.undelivered));
     row(&mut out, "duplicated", &count(|r| r.duplicated));
     row(&mut out, "reordered", &count(|r| r.reordered));
     row(&mut out, "unexpected", &count(|r| r.unexpected));
@@ -301,10 +316,17 @@ pub fn human(report: &Report) -> String {
     latency_rows(&mut out, "restart to stored", &runs, |r| {
         r.restart_to_stored_ms
     });
-    let verdict = if report.primary.clean() {
+    let primary = &report.primary;
+    let verdict = if primary.clean() {
         "no message lost, duplicated or reordered"
-    } else {
+    } else if primary.lost > 0
+        || primary.duplicated > 0
+        || primary.reordered > 0
+        || primary.unexpected > 0
+    {
         "MESSAGES LOST, DUPLICATED OR REORDERED"
+    } else {
+        "DID NOT DRAIN: acknowledged messages were still undelivered when the drain timeout passed (not counted as lost)"
     };
     let _ = writeln!(out, "\n{}: {verdict}", names[0]);
     out
@@ -320,4 +342,55 @@ pub fn human_idle(idle: &IdleReport) -> String {
         idle.server_rss_after as f64 / 1_048_576.0,
         idle.server_bytes_per_connection
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(drained: bool) -> RunReport {
+        RunReport {
+            client: ClientKind::Sdk,
+            sent: 10,
+            acked: 10,
+            failed: 0,
+            lost: 0,
+            undelivered: 0,
+            duplicated: 0,
+            reordered: 0,
+            unexpected: 0,
+            delivered: 0,
+            reconnects: 0,
+            faults: Vec::new(),
+            peak_outbox_depth: 0,
+            throughput_per_s: 0.0,
+            drained,
+            drain_ms: 0.0,
+            latency_ms: Percentiles::default(),
+            latency_raw_ms: Percentiles::default(),
+            ack_latency_ms: Percentiles::default(),
+            reconnect_ms: Percentiles::default(),
+            restart_to_stored_ms: Percentiles::default(),
+        }
+    }
+
+    #[test]
+    fn missing_deliveries_are_lost_only_in_a_run_that_drained() {
+        let missing = Counts {
+            lost: 3,
+            delivered: 47,
+            ..Counts::default()
+        };
+        let mut slow = report(false);
+        slow.counts(missing);
+        assert_eq!((slow.lost, slow.undelivered), (0, 3));
+        assert!(!slow.clean(), "a run that did not drain is not clean");
+        let mut drained = report(true);
+        drained.counts(missing);
+        assert_eq!((drained.lost, drained.undelivered), (3, 0));
+        assert!(!drained.clean());
+        let mut good = report(true);
+        good.counts(Counts::default());
+        assert!(good.clean());
+    }
 }

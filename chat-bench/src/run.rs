@@ -361,6 +361,7 @@ fn summarise(
         acked,
         failed,
         lost: 0,
+        undelivered: 0,
         duplicated: 0,
         reordered: 0,
         unexpected: 0,
