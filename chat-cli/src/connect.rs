@@ -46,6 +46,11 @@ pub fn start(settings: &Settings) -> Result<(Client, Events), Fail> {
     Ok(builder(settings)?.start()?)
 }
 
+/// Starts a client that only sends, in the background: it re-joins no room on its own.
+pub fn start_sending(settings: &Settings) -> Result<(Client, Events), Fail> {
+    Ok(builder(settings)?.send_only().start()?)
+}
+
 /// Waits until the first connection attempt has an outcome: `Connected`, or a failure
 /// (`Reconnecting` or `Disconnected`). Returns the state reached, or `None` after `limit`.
 pub async fn first_outcome(client: &Client, limit: Duration) -> Option<ConnectionState> {

@@ -768,3 +768,52 @@ async fn a_repair_of_a_message_in_the_wrong_state_names_its_state() {
     );
     alice.close().await;
 }
+
+/// A client that only sends, restarted on a store that knows many rooms, re-joins and
+/// catches up none of them: its message goes out after a handful of requests, since
+/// membership on the server is durable. The same store without `send_only` re-joins all.
+#[tokio::test]
+async fn a_send_only_client_does_not_rejoin_every_room_it_knows() {
+    const ROOMS: usize = 12;
+    let server = TestServer::start().await.expect("server starts");
+    let store = server.temp_path("bot.db");
+    let rooms: Vec<_> = (0..ROOMS).map(|i| room(&format!("r{i}"))).collect();
+    {
+        let (bot, _events) = builder(&server.url(), server.token("bot"))
+            .store_path(&store)
+            .connect()
+            .await
+            .expect("bot connects");
+        for room in &rooms {
+            bot.join(room).await.expect("joins");
+        }
+        bot.close().await;
+    }
+    for (send_only, joins) in [(true, 0), (false, ROOMS)] {
+        let transport = Arc::new(CountingTransport::default());
+        let mut starting = builder(&server.url(), server.token("bot"))
+            .store_path(&store)
+            .transport(transport.clone());
+        if send_only {
+            starting = starting.send_only();
+        }
+        let (bot, _events) = starting.connect().await.expect("bot reconnects");
+        let message = bot.send(&rooms[7], "alert").await.expect("queued");
+        message
+            .wait_for(Milestone::Sent, PATIENCE)
+            .await
+            .expect("stored without a re-join");
+        bot.close().await;
+        let wire = &transport.wire;
+        assert_eq!(
+            wire.requests_of("room:join"),
+            joins,
+            "send_only: {send_only}"
+        );
+        assert_eq!(
+            wire.requests_of("message:sync"),
+            joins,
+            "send_only: {send_only}"
+        );
+    }
+}

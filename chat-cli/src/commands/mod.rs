@@ -39,6 +39,11 @@ pub async fn ensure_joined(client: &Client, room: &RoomId) -> Result<(), Fail> {
     if client.rooms().contains_key(room) {
         return Ok(());
     }
+    join(client, room).await
+}
+
+/// Joins `room` now (offline: as soon as the client connects).
+pub async fn join(client: &Client, room: &RoomId) -> Result<(), Fail> {
     match client.join(room).await {
         Ok(_) | Err(RequestError::NotConnected) => Ok(()),
         Err(err) => Err(Fail::from(err)),

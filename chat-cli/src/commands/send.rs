@@ -13,7 +13,7 @@ use chat_protocol::{Body, ClientId};
 use chat_sdk::{ChatEvent, ConnectionState, MessageState, SendError};
 use tokio::time::Instant;
 
-use super::{ensure_joined, out};
+use super::{ensure_joined, join, out};
 use crate::cli::{SendArgs, WaitFor};
 use crate::config;
 use crate::connect;
@@ -67,7 +67,8 @@ fn bodies(text: &str) -> Result<Vec<String>, Fail> {
 pub async fn run(args: SendArgs) -> Result<(), Fail> {
     let texts = bodies(&args.text)?;
     let settings = config::resolve(&args.client)?;
-    let (client, mut events) = connect::start(&settings)?;
+    // Sending only: the client does not re-join and catch up every room the store knows.
+    let (client, mut events) = connect::start_sending(&settings)?;
     let result = send(&args, &settings, texts, &client, &mut events).await;
     client.close().await;
     result
@@ -95,7 +96,12 @@ async fn send(
             settings.url
         ),
     }
-    ensure_joined(client, &args.room).await?;
+    if args.wait > WaitFor::Sent {
+        // Receipts reach a socket only in the rooms it joined on this connection.
+        join(client, &args.room).await?;
+    } else {
+        ensure_joined(client, &args.room).await?;
+    }
     let mut states: HashMap<ClientId, MessageState> = HashMap::new();
     let mut order = Vec::new();
     for text in texts {

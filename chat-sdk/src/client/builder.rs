@@ -60,6 +60,7 @@ pub struct ClientBuilder {
     transport: Arc<dyn Transport>,
     extra_roots: Vec<PathBuf>,
     inbound_capacity: usize,
+    send_only: bool,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -102,6 +103,7 @@ impl ClientBuilder {
             ttl: None,
             transport: Arc::new(WebSocketTransport),
             extra_roots: Vec::new(),
+            send_only: false,
             inbound_capacity: config::DEFAULT_INBOUND_CAPACITY,
         }
     }
@@ -211,6 +213,28 @@ impl ClientBuilder {
         self
     }
 
+    /// Makes a client that only sends (a one-shot command, a bot that only posts): on each
+    /// connection it re-joins and catches up only the rooms [`Client::join`] was called for
+    /// in this run, not every room its store remembers. Sending needs no re-join (membership
+    /// is durable on the server), so a user in a thousand rooms connects with a handful of
+    /// requests. Receipts (delivered/read) of its messages arrive only for the rooms it
+    /// joined in this run.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (client, _events) = chat_sdk::Client::builder("http://127.0.0.1:3000", "<jwt>")
+    ///     .store_path("bot.db")
+    ///     .send_only()
+    ///     .connect()
+    ///     .await?;
+    /// client.send(&"alerts".parse()?, "disk 91% full on db-3").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_only(mut self) -> Self {
+        self.send_only = true;
+        self
+    }
+
     /// Also trusts the root certificates in the PEM file at `path` for `https://` and
     /// `wss://` servers, beside Mozilla's roots: a private CA, or a self-signed server. Call
     /// it once per file. An unreadable file fails `connect()`/`start()` with
@@ -261,6 +285,7 @@ impl ClientBuilder {
             ttl: self.ttl,
             transport: self.transport,
             tls,
+            send_only: self.send_only,
             inbound_capacity: self.inbound_capacity,
         };
         let (tx, rx) = mpsc::unbounded_channel();

@@ -91,6 +91,7 @@ pub(crate) struct Config {
     pub transport: Arc<dyn Transport>,
     pub tls: TlsConfig,
     pub inbound_capacity: usize,
+    pub send_only: bool,
 }
 
 impl std::fmt::Debug for Config {

@@ -275,6 +275,7 @@ impl Client {
             let mut rooms = lock(&inner.rooms);
             let view = rooms.entry(room.clone()).or_default();
             view.joined = true;
+            view.joined_here = true;
             if let Some(since) = since {
                 view.received_seq = Some(since);
                 drop(rooms);

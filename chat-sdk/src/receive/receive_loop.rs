@@ -41,9 +41,12 @@ pub(crate) async fn run(
         inner.config.health_interval,
         inner.config.health_timeout,
     );
+    // A send-only client re-joins only the rooms it joined in this run: it does not catch
+    // up every room the store remembers (membership on the server is durable either way).
+    let send_only = inner.config.send_only;
     let rooms: Vec<RoomId> = lock(&inner.rooms)
         .iter()
-        .filter(|(_, view)| view.joined)
+        .filter(|(_, view)| view.joined && (!send_only || view.joined_here))
         .map(|(room, _)| room.clone())
         .collect();
     {

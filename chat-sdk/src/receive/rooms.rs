@@ -12,6 +12,9 @@ use chat_protocol::{ClientId, MessageId, Seq, UserId};
 pub(crate) struct RoomView {
     /// The client asked to be in this room (re-joined on every reconnect).
     pub joined: bool,
+    /// [`Client::join`](crate::Client::join) was called for it in this run (what a
+    /// send-only client re-joins).
+    pub joined_here: bool,
     /// Last contiguous `seq` received: put on the event stream, maybe not yet taken by the
     /// application. Gaps and duplicates are judged against it. `None` before the first join.
     /// (Not the room's head, which is the `last_seq` of a `room:join` answer.)

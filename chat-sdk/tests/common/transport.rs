@@ -22,9 +22,21 @@ pub struct Wire {
     pub swallow_acks: AtomicUsize,
     /// Connections made.
     pub connections: AtomicUsize,
+    /// Every request put on the wire, by event name.
+    pub requests: Mutex<HashMap<String, usize>>,
 }
 
 impl Wire {
+    /// How many `event` requests went on the wire.
+    pub fn requests_of(&self, event: &str) -> usize {
+        self.requests
+            .lock()
+            .expect("lock")
+            .get(event)
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub fn counts(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
         for id in self.sends.lock().expect("lock").iter() {
@@ -64,6 +76,13 @@ impl Transport for CountingTransport {
 #[async_trait]
 impl Connection for CountingConnection {
     async fn request(&self, event: &str, payload: Value) -> Result<Value, TransportError> {
+        *self
+            .wire
+            .requests
+            .lock()
+            .expect("lock")
+            .entry(event.to_owned())
+            .or_insert(0) += 1;
         if event == "message:send" {
             let id = payload["client_id"].as_str().unwrap_or_default().to_owned();
             self.wire.sends.lock().expect("lock").push(id);
