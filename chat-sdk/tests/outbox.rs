@@ -817,3 +817,40 @@ async fn a_send_only_client_does_not_rejoin_every_room_it_knows() {
         );
     }
 }
+
+/// Time-to-live covers the whole queue: a message queued behind one that is on the wire
+/// waiting for its ack (which never expires: it may be stored) expires on time anyway.
+#[tokio::test]
+async fn a_message_behind_one_in_flight_still_expires_on_time() {
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay starts");
+    let general = room("general");
+    let (alice, _events) = builder(&relay.url(), server.token("alice"))
+        .ack_timeout(Duration::from_secs(60))
+        .health_interval(Duration::from_secs(60))
+        .ttl(Duration::from_millis(300))
+        .connect()
+        .await
+        .expect("alice connects");
+    alice.join(&general).await.expect("joins");
+    relay.blackhole_all();
+    let in_flight = alice.send(&general, "in flight").await.expect("queued");
+    let mut state = in_flight.watch().expect("watch");
+    tokio::time::timeout(
+        PATIENCE,
+        state.wait_for(|s| matches!(s, Some(MessageState::Sending { .. }))),
+    )
+    .await
+    .expect("timed out")
+    .expect("sending");
+    let behind = alice.send(&general, "behind it").await.expect("queued");
+    match behind.wait_for(Milestone::Sent, PATIENCE).await {
+        Err(WaitError::Failed(FailureReason::Expired)) => {}
+        other => panic!("expected it to expire, got {other:?}"),
+    }
+    assert!(matches!(
+        in_flight.state().expect("store"),
+        Some(MessageState::Sending { .. })
+    ));
+    alice.close().await;
+}

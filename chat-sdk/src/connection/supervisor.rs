@@ -226,7 +226,13 @@ pub(crate) async fn expiry_ticker(inner: Arc<Inner>) {
     let mut ticker = tokio::time::interval(period);
     loop {
         tokio::select! {
-            _ = ticker.tick() => flusher::trigger(&inner),
+            _ = ticker.tick() => {
+                // Directly, not only through the flusher: it may be waiting on an ack.
+                if let Err(err) = crate::outbox::transitions::expire(&inner, ttl) {
+                    tracing::warn!(error = %err, "could not expire old messages");
+                }
+                flusher::trigger(&inner);
+            }
             () = inner.shutdown.cancelled() => return,
         }
     }

@@ -144,6 +144,11 @@ async fn pause(inner: &Inner, delay: Duration) -> bool {
 
 /// Sends pending messages until none is left or the connection is gone.
 async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
+    if let Some(ttl) = inner.config.ttl {
+        // The whole queue, not only its head: a message behind one that is resent until
+        // acknowledged (and so never expires) still expires on time.
+        transitions::expire(inner, ttl)?;
+    }
     let mut backoff = inner.config.retry.backoff();
     loop {
         if inner.shutdown.is_cancelled() {

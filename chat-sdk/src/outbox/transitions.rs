@@ -92,6 +92,19 @@ pub(crate) fn record_receipts(
     Ok(())
 }
 
+/// Fails, as expired, every message never handed to the server that has been queued for
+/// longer than `ttl`, wherever it stands in the queue.
+pub(crate) fn expire(inner: &Inner, ttl: std::time::Duration) -> Result<(), StoreError> {
+    let cutoff = crate::outbox::flusher::now_ms()
+        .saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+    let _guard = lock(&inner.status_lock);
+    for (client_id, room) in inner.store.expire_unattempted(cutoff)? {
+        let reason = crate::FailureReason::Expired;
+        announce(inner, client_id, &room, MessageState::Failed { reason });
+    }
+    Ok(())
+}
+
 /// What an outbox repair found.
 pub(crate) enum Repair {
     /// Done.

@@ -208,6 +208,35 @@ impl Store {
         Ok(changed > 0)
     }
 
+    /// Fails every queued message never handed to the server and queued before `cutoff`
+    /// (ms since the epoch), in one statement; returns them.
+    pub(crate) fn expire_unattempted(
+        &self,
+        cutoff: i64,
+    ) -> Result<Vec<(ClientId, RoomId)>, StoreError> {
+        let failed = MessageState::Failed {
+            reason: crate::FailureReason::Expired,
+        };
+        let json = serde_json::to_string(&failed).map_err(corrupt)?;
+        let conn = self.writer()?;
+        let mut stmt = conn.prepare_cached(concat!(
+            "UPDATE outbox SET kind = 'failed', state = ?1 WHERE ",
+            unsent!(),
+            " AND kind = 'queued' AND attempts = 0 AND queued_at < ?2 RETURNING client_id, room"
+        ))?;
+        let rows = stmt.query_map(params![json, cutoff], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        rows.map(|row| {
+            let (id, room) = row?;
+            Ok((
+                id.parse().map_err(corrupt)?,
+                RoomId::new(room).map_err(corrupt)?,
+            ))
+        })
+        .collect()
+    }
+
     /// Removes a message unless it is on the wire (`Sending`), in one statement, so the
     /// flusher cannot pick it up between a check and the delete. Returns whether it was
     /// removed.
