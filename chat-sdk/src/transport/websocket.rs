@@ -279,6 +279,19 @@ impl WsConnection {
     }
 }
 
+/// A request's place in the pending map, removed when the request ends: a caller that
+/// gives up on a request (a cancelled probe) leaves nothing behind.
+struct PendingEntry<'a> {
+    conn: &'a WsConnection,
+    id: u64,
+}
+
+impl Drop for PendingEntry<'_> {
+    fn drop(&mut self) {
+        self.conn.pending().remove(&self.id);
+    }
+}
+
 /// `["event",payload]` as JSON text.
 fn event_array(event: &str, payload: Value) -> String {
     Value::Array(vec![Value::String(event.to_owned()), payload]).to_string()
@@ -290,10 +303,9 @@ impl Connection for WsConnection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending().insert(id, tx);
-        if let Err(err) = self.send_frame(format!("42{id}{}", event_array(event, payload))) {
-            self.pending().remove(&id);
-            return Err(err);
-        }
+        // However this request ends (answered, timed out, or its caller gone), its entry goes.
+        let _entry = PendingEntry { conn: self, id };
+        self.send_frame(format!("42{id}{}", event_array(event, payload)))?;
         tokio::select! {
             answer = rx => match answer {
                 Ok(value) => Ok(value),
@@ -302,7 +314,6 @@ impl Connection for WsConnection {
                 )),
             },
             () = tokio::time::sleep(self.ack_timeout) => {
-                self.pending().remove(&id);
                 self.close("ack timeout");
                 Err(TransportError::AckTimeout(self.ack_timeout))
             }
@@ -498,6 +509,32 @@ mod tests {
         assert!(target("ftp://h").is_err());
         assert!(target("http://h:notaport").is_err());
         assert!(target("nonsense").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_request_given_up_by_its_caller_leaves_no_entry_behind() {
+        let (outgoing, _frames) = mpsc::unbounded_channel();
+        let conn = WsConnection {
+            outgoing,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            death: DeathSignal::new(),
+            ack_timeout: Duration::from_secs(3600),
+            closing: AtomicBool::new(false),
+            heard: LastHeard::new(),
+        };
+        for _ in 0..3 {
+            // The caller stops waiting (a cancelled probe, a timeout of its own).
+            let gave_up =
+                tokio::time::timeout(Duration::from_millis(1), conn.request("e", Value::Null))
+                    .await;
+            assert!(gave_up.is_err(), "nothing answers in this test");
+        }
+        assert!(
+            conn.pending().is_empty(),
+            "{} entries left",
+            conn.pending().len()
+        );
     }
 
     #[test]
