@@ -29,6 +29,8 @@ pub struct ChildConfig {
     pub secret: String,
     /// `synchronous=FULL` when true.
     pub durable: bool,
+    /// Rates and the connection cap raised out of the way (else the server's defaults).
+    pub raised_limits: bool,
 }
 
 /// A running child server.
@@ -89,13 +91,6 @@ impl ChildServer {
             .arg(self.addr.to_string())
             .arg("--db")
             .arg(&self.config.db)
-            .args(["--send-rate", "1000000", "--request-rate", "1000000"])
-            .args([
-                "--typing-rate",
-                "100000",
-                "--max-connections-per-user",
-                "64",
-            ])
             .env("CHAT_JWT_SECRET", &self.config.secret)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -103,6 +98,16 @@ impl ChildServer {
             .kill_on_drop(true);
         if !self.config.durable {
             command.arg("--no-fsync");
+        }
+        if self.config.raised_limits {
+            command
+                .args(["--send-rate", "1000000", "--request-rate", "1000000"])
+                .args([
+                    "--typing-rate",
+                    "100000",
+                    "--max-connections-per-user",
+                    "64",
+                ]);
         }
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "chat_server=warn");

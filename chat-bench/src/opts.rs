@@ -31,6 +31,16 @@ pub enum ClientKind {
     Raw,
 }
 
+/// The per-user limits of the server the bench starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerLimits {
+    /// Rates and the connection cap raised out of the way, so the run measures delivery.
+    Raised,
+    /// The server's own defaults, as users run it.
+    Default,
+}
+
 /// Which Socket.IO transport the SDK clients use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -120,6 +130,10 @@ pub struct Opts {
     /// Run the started server with `synchronous=NORMAL` instead of `FULL`.
     #[arg(long)]
     pub no_fsync: bool,
+    /// The started server's per-user rate limits and connection cap: raised out of the way
+    /// (the default), or the server's own defaults.
+    #[arg(long, value_enum, default_value = "raised")]
+    pub server_limits: ServerLimits,
     /// Instead of a load run: open this many idle connections and report the server's memory
     /// per connection.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]

@@ -143,6 +143,9 @@ pub struct Configuration {
     pub server: String,
     /// Whether the server syncs every commit.
     pub durable: bool,
+    /// The server's per-user limits: `raised` out of the way, the server's `default`s, or
+    /// `external` (a server the bench did not start).
+    pub server_limits: String,
     /// Whether SDK outboxes were on disk.
     pub persistent_outbox: bool,
     /// The transport under the SDK clients.
@@ -245,13 +248,14 @@ pub fn human(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "server: {} ({}), SDK outbox {}, SDK transport {}\n",
+        "server: {} ({}, {} limits), SDK outbox {}, SDK transport {}\n",
         c.server,
         if c.durable {
             "synchronous=FULL"
         } else {
             "synchronous=NORMAL"
         },
+        c.server_limits,
         if c.persistent_outbox {
             "on disk"
         } else {

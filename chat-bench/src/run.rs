@@ -66,6 +66,7 @@ impl Target {
             db: crate::child::db_path(dir.path()),
             secret: secret.clone(),
             durable: !opts.no_fsync,
+            raised_limits: opts.server_limits == crate::opts::ServerLimits::Raised,
         })
         .await?;
         Ok(Self {
@@ -125,6 +126,11 @@ pub fn configuration(opts: &Opts) -> Configuration {
         seed: opts.seed,
         server: opts.url.clone().unwrap_or_else(|| "embedded".into()),
         durable: !opts.no_fsync,
+        server_limits: match (&opts.url, opts.server_limits) {
+            (Some(_), _) => "external".into(),
+            (None, crate::opts::ServerLimits::Raised) => "raised".into(),
+            (None, crate::opts::ServerLimits::Default) => "default".into(),
+        },
         persistent_outbox: !opts.in_memory_outbox,
         sdk_transport: opts.sdk_transport,
         version: env!("CARGO_PKG_VERSION").into(),

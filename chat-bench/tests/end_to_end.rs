@@ -181,3 +181,29 @@ fn a_calm_run_prints_the_table_and_writes_json() {
     }
     assert_eq!(report["lost"], 0);
 }
+
+/// With `--server-limits default` the started server keeps its own per-user limits (the
+/// report says so), and the SDK still delivers everything, once and in order, across every
+/// fault kind: the friendly limits are not what makes the run clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_stays_clean_under_the_servers_default_limits() {
+    let options = opts(&["--server-limits", "default"]);
+    let report = chat_bench::run(&options).await.expect("bench runs");
+    assert_eq!(report.configuration.server_limits, "default");
+    let sdk = &report.primary;
+    assert!(
+        sdk.reconnects >= 4,
+        "faults forced reconnects: {}",
+        sdk.reconnects
+    );
+    assert!(
+        sdk.clean(),
+        "drained {} lost {} undelivered {} duplicated {} reordered {}",
+        sdk.drained,
+        sdk.lost,
+        sdk.undelivered,
+        sdk.duplicated,
+        sdk.reordered
+    );
+    assert_eq!(sdk.delivered, sdk.acked * 2);
+}
