@@ -193,7 +193,7 @@ impl ClientBuilder {
     }
 
     /// Most unsent (queued, sending or failed) messages the outbox holds (default 10,000);
-    /// past it `send` fails with [`SendError::OutboxFull`].
+    /// past it `send` fails with [`SendError::OutboxFull`](crate::SendError::OutboxFull).
     pub fn outbox_capacity(mut self, capacity: usize) -> Self {
         self.outbox_capacity = capacity;
         self

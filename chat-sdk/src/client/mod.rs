@@ -52,7 +52,7 @@ impl Drop for Handle {
 ///
 /// All methods are safe to call from many tasks at once, and from threads outside the
 /// runtime the client was started on (its tasks always run on that runtime). Outgoing
-/// messages go through the persistent outbox; incoming events arrive on the [`Events`]
+/// messages go through the persistent outbox; incoming events arrive on the [`Events`](crate::Events)
 /// stream returned with the client.
 ///
 /// ```no_run
