@@ -55,10 +55,11 @@ pub struct RunReport {
     pub acked: u64,
     /// Messages that ended failed.
     pub failed: u64,
-    /// Acked messages a receiver never got, in a run that drained (summed over receivers).
+    /// Acked messages a receiver never got, and none was arriving any more when the drain
+    /// was given up on (summed over receivers).
     pub lost: u64,
-    /// Acked messages a receiver had not got yet when the drain timeout passed, in a run
-    /// that did not drain: maybe still on their way, so not called lost (summed over
+    /// Acked messages a receiver had not got yet when the drain timeout passed while
+    /// deliveries were still arriving: maybe on their way, so not called lost (summed over
     /// receivers).
     pub undelivered: u64,
     /// Messages a receiver got more than once.
@@ -96,9 +97,10 @@ pub struct RunReport {
 
 impl RunReport {
     /// Fills in the accounting.
-    pub fn counts(&mut self, counts: Counts) {
-        // What is missing is lost only if the run drained; otherwise it may still arrive.
-        (self.lost, self.undelivered) = if self.drained {
+    /// What is missing is lost, unless the drain was given up on while deliveries were
+    /// `still_arriving`: then it may be on its way, and is undelivered.
+    pub fn counts(&mut self, counts: Counts, still_arriving: bool) {
+        (self.lost, self.undelivered) = if self.drained || !still_arriving {
             (counts.lost, 0)
         } else {
             (0, counts.lost)
@@ -379,22 +381,25 @@ mod tests {
     }
 
     #[test]
-    fn missing_deliveries_are_lost_only_in_a_run_that_drained() {
+    fn missing_deliveries_are_undelivered_only_while_deliveries_still_arrive() {
         let missing = Counts {
             lost: 3,
             delivered: 47,
             ..Counts::default()
         };
         let mut slow = report(false);
-        slow.counts(missing);
+        slow.counts(missing, true);
         assert_eq!((slow.lost, slow.undelivered), (0, 3));
         assert!(!slow.clean(), "a run that did not drain is not clean");
+        let mut stalled = report(false);
+        stalled.counts(missing, false);
+        assert_eq!((stalled.lost, stalled.undelivered), (3, 0));
         let mut drained = report(true);
-        drained.counts(missing);
+        drained.counts(missing, true);
         assert_eq!((drained.lost, drained.undelivered), (3, 0));
         assert!(!drained.clean());
         let mut good = report(true);
-        good.counts(Counts::default());
+        good.counts(Counts::default(), false);
         assert!(good.clean());
     }
 }

@@ -299,6 +299,9 @@ async fn run_once(
         .map_err(|e| BenchError::Server(format!("fault injector failed: {e}")))??;
     let drain_started = Instant::now();
     let quiet = Duration::from_secs(3).max(opts.downtime * 4);
+    // Whether deliveries were still arriving when the drain was given up on: what is
+    // missing then may be on its way (undelivered); after a quiet spell it is lost.
+    let mut still_arriving = false;
     let drained = loop {
         if live.pending() == 0 && live.missing_deliveries() == 0 {
             break true;
@@ -310,6 +313,7 @@ async fn run_once(
         let given_up = drain_started.elapsed() >= opts.drain_timeout
             || (kind == ClientKind::Raw && Duration::from_micros(since_progress) >= quiet);
         if given_up {
+            still_arriving = Duration::from_micros(since_progress) < quiet;
             break false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -333,6 +337,7 @@ async fn run_once(
         injected,
         opts.duration,
         drained,
+        still_arriving,
         drain,
     ))
 }
@@ -346,6 +351,7 @@ fn summarise(
     injected: Vec<FaultKind>,
     duration: Duration,
     drained: bool,
+    still_arriving: bool,
     drain: Duration,
 ) -> RunReport {
     let logs: Vec<_> = records.iter().map(|r| r.log.clone()).collect();
@@ -384,6 +390,6 @@ fn summarise(
         reconnect_ms: merge(|r| &r.reconnect),
         restart_to_stored_ms: merge(|r| &r.restart_store),
     };
-    report.counts(counts);
+    report.counts(counts, still_arriving);
     report
 }

@@ -20,10 +20,11 @@ pub const LEEWAY_SECS: u64 = 60;
 struct Claims {
     sub: String,
     exp: u64,
+    // Seconds, as other issuers may write them: fractions allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    iat: Option<u64>,
+    iat: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    nbf: Option<u64>,
+    nbf: Option<f64>,
 }
 
 fn now_secs() -> u64 {
@@ -48,7 +49,7 @@ pub fn mint_token(secret: &str, user: &UserId, ttl: Duration) -> Result<String, 
     let claims = Claims {
         sub: user.to_string(),
         exp: iat.saturating_add(ttl.as_secs()),
-        iat: Some(iat),
+        iat: Some(iat as f64),
         nbf: None,
     };
     Ok(jsonwebtoken::encode(
@@ -73,7 +74,7 @@ pub fn verify_token(secret: &str, token: &str) -> Result<UserId, TokenError> {
     if data
         .claims
         .iat
-        .is_some_and(|iat| iat > now_secs().saturating_add(LEEWAY_SECS))
+        .is_some_and(|iat| iat > now_secs().saturating_add(LEEWAY_SECS) as f64)
     {
         return Err(TokenError::IssuedInTheFuture);
     }
@@ -130,7 +131,7 @@ mod tests {
             Err(TokenError::IssuedInTheFuture)
         ));
         let past = signed(&serde_json::json!({
-            "sub": "bob", "exp": exp, "iat": now_secs() - 10, "nbf": now_secs() - 10
+            "sub": "bob", "exp": exp, "iat": now_secs() as f64 - 10.5, "nbf": now_secs() - 10
         }));
         assert_eq!(verify_token("a", &past).expect("valid"), bob);
         assert!(verify_token("a", &signed(&serde_json::json!({ "sub": "bob" }))).is_err());

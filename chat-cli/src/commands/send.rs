@@ -96,11 +96,23 @@ async fn send(
             settings.url
         ),
     }
-    if args.wait > WaitFor::Sent {
-        // Receipts reach a socket only in the rooms it joined on this connection.
-        join(client, &args.room).await?;
-    } else {
-        ensure_joined(client, &args.room).await?;
+    let joined = async {
+        if args.wait > WaitFor::Sent {
+            // Receipts reach a socket only in the rooms it joined on this connection.
+            join(client, &args.room).await
+        } else {
+            ensure_joined(client, &args.room).await
+        }
+    };
+    match tokio::time::timeout_at(deadline, joined).await {
+        Ok(joined) => joined?,
+        Err(_) => {
+            return Err(Fail::failed(format!(
+                "could not join {} within {}; nothing was sent",
+                args.room,
+                humantime::format_duration(args.timeout)
+            )))
+        }
     }
     let mut states: HashMap<ClientId, MessageState> = HashMap::new();
     let mut order = Vec::new();

@@ -191,7 +191,7 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
             MessageState::Sending { attempt },
             Some(attempt),
         )? {
-            // Discarded between being read and being sent: never put it on the wire.
+            // Discarded or expired between being read and being sent: never put it on the wire.
             continue;
         }
         let request = SendMessage {

@@ -5,9 +5,10 @@
 //! reveals a gap; [`Client::join`](crate::Client::join) calls them for a new room. Callers
 //! hold `recv_lock`, so a catch-up and live events never interleave.
 //!
-//! A refusal that waiting fixes (`rate_limited`, after its `retry_after_ms`; `internal`,
-//! after a backoff delay) is retried until the request succeeds or the connection ends: a
-//! room whose join or sync was refused is never left silent on a live connection.
+//! A join or sync refused for now is retried: `rate_limited` after its `retry_after_ms` (at
+//! most [`MAX_RATE_LIMIT_WAIT`] at a time) until answered, `internal` after a backoff delay
+//! up to [`INTERNAL_RETRIES`] times, and never past the connection's end; a room whose join
+//! or sync was refused is not left silent while the server can answer.
 
 use chat_protocol::limits::MAX_SYNC_LIMIT;
 use chat_protocol::requests::{names, Receipt, RoomRequest, SyncMessages};
@@ -153,8 +154,9 @@ pub(crate) async fn send_receipt(
     if last <= confirmed {
         return Ok(());
     }
-    let result: DeliveredResult = patiently(
-        inner,
+    // Not `patiently`: a refused receipt is retried by the receive loop with its next
+    // batch, without holding up everything else.
+    let result: DeliveredResult = request_on(
         conn,
         names::RECEIPT_DELIVERED,
         &Receipt {
@@ -172,6 +174,14 @@ pub(crate) async fn send_receipt(
 /// Wait used when a `rate_limited` answer carries no `retry_after_ms`.
 const RATE_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The longest wait one `rate_limited` answer can ask for.
+const MAX_RATE_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often an `internal` answer is retried before the refusal is given up on (the room is
+/// tried again on the next connection): a server that keeps failing must not hold the
+/// receive path, which waits under `recv_lock`, for ever.
+const INTERNAL_RETRIES: u32 = 5;
+
 /// Sends a request the client makes on its own and decodes its ack, retrying `rate_limited`
 /// (after the server's `retry_after_ms`) and `internal` (after a backoff delay) until it is
 /// answered otherwise, the connection ends or the client stops.
@@ -182,6 +192,7 @@ async fn patiently<Req: Serialize, Res: DeserializeOwned>(
     request: &Req,
 ) -> Result<Res, RequestError> {
     let mut backoff = inner.config.retry.backoff();
+    let mut internal = 0;
     loop {
         let wait = match request_on(conn, event, request).await {
             Err(RequestError::Rejected(refusal)) if refusal.code == ErrorCode::RateLimited => {
@@ -189,8 +200,12 @@ async fn patiently<Req: Serialize, Res: DeserializeOwned>(
                     .retry_after_ms
                     .map(std::time::Duration::from_millis)
                     .unwrap_or(RATE_LIMIT_WAIT)
+                    .min(MAX_RATE_LIMIT_WAIT)
             }
-            Err(RequestError::Rejected(refusal)) if refusal.code == ErrorCode::Internal => {
+            Err(RequestError::Rejected(refusal))
+                if refusal.code == ErrorCode::Internal && internal < INTERNAL_RETRIES =>
+            {
+                internal += 1;
                 backoff.next().unwrap_or(inner.config.retry.max_delay)
             }
             answered => return answered,

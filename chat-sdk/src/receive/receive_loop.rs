@@ -43,10 +43,19 @@ pub(crate) async fn run(
     );
     // A send-only client re-joins only the rooms it joined in this run: it does not catch
     // up every room the store remembers (membership on the server is durable either way).
+    // It does re-join the rooms it has messages for: a join asked for while offline may
+    // never have reached the server.
     let send_only = inner.config.send_only;
+    let pending_rooms = if send_only {
+        inner.store.pending_rooms().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let rooms: Vec<RoomId> = lock(&inner.rooms)
         .iter()
-        .filter(|(_, view)| view.joined && (!send_only || view.joined_here))
+        .filter(|(room, view)| {
+            view.joined && (!send_only || view.joined_here || pending_rooms.contains(room))
+        })
         .map(|(room, _)| room.clone())
         .collect();
     {
@@ -61,6 +70,11 @@ pub(crate) async fn run(
     }
     // Membership is in place: queued messages may go now.
     flusher::trigger(inner);
+    // Rooms whose position moved since the last `receipt:delivered`, and when to send it:
+    // receipts are batched for RECEIPT_DELAY so a steady stream costs a few requests per
+    // second, not one per message (the server rate-limits requests).
+    let mut dirty: BTreeSet<RoomId> = BTreeSet::new();
+    let mut receipt_due: Option<Instant> = None;
     {
         let _guard = inner.recv_lock.lock().await;
         for room in &rooms {
@@ -68,15 +82,14 @@ pub(crate) async fn run(
                 if let Some(reason) = fatal(&err) {
                     return reason;
                 }
+                // Its receipt (or a sync refused for good) is tried again with the next batch.
+                dirty.insert(room.clone());
             }
         }
     }
-
-    // Rooms whose position moved since the last `receipt:delivered`, and when to send it:
-    // receipts are batched for RECEIPT_DELAY so a steady stream costs a few requests per
-    // second, not one per message (the server rate-limits requests).
-    let mut dirty: BTreeSet<RoomId> = BTreeSet::new();
-    let mut receipt_due: Option<Instant> = None;
+    if !dirty.is_empty() {
+        receipt_due = Some(Instant::now() + RECEIPT_DELAY);
+    }
     loop {
         let receipt_timer = async {
             match receipt_due {

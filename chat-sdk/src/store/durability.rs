@@ -68,7 +68,16 @@ fn sync_directory_of(path: &std::path::Path) -> Result<(), StoreError> {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(std::path::Path::new("."));
-        std::fs::File::open(directory)?.sync_all()?;
+        match std::fs::File::open(directory)?.sync_all() {
+            // Some file systems cannot sync a directory; their entries are as durable as
+            // they make them.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported
+                ) => {}
+            other => other?,
+        }
     }
     #[cfg(not(unix))]
     let _ = path;

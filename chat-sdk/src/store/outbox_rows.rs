@@ -183,7 +183,9 @@ impl Store {
     }
 
     /// Sets a message's state (and attempt count, when given). Returns false if the message
-    /// is not in the outbox.
+    /// is not in the outbox. With an attempt count (the flusher handing it to the server)
+    /// only a message still to send is changed: one that expired or was discarded since the
+    /// flusher read it stays as it is, and is not sent.
     pub(crate) fn set_state(
         &self,
         id: ClientId,
@@ -196,7 +198,8 @@ impl Store {
         let changed = match attempts {
             Some(n) => conn
                 .prepare_cached(
-                    "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4, attempts = ?5 WHERE client_id = ?1",
+                    "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4, attempts = ?5
+                     WHERE client_id = ?1 AND kind IN ('queued', 'sending')",
                 )?
                 .execute(params![id.to_string(), state.name(), json, seq, n])?,
             None => conn
@@ -227,14 +230,31 @@ impl Store {
         let rows = stmt.query_map(params![json, cutoff], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
         })?;
-        rows.map(|row| {
+        let mut expired = Vec::new();
+        for row in rows {
             let (id, room) = row?;
-            Ok((
-                id.parse().map_err(corrupt)?,
-                RoomId::new(room).map_err(corrupt)?,
-            ))
-        })
-        .collect()
+            // The update is committed for every row: one that cannot be read must not keep
+            // the others from being announced.
+            match (id.parse::<ClientId>(), RoomId::new(room)) {
+                (Ok(id), Ok(room)) => expired.push((id, room)),
+                _ => tracing::warn!("an expired outbox row cannot be read"),
+            }
+        }
+        Ok(expired)
+    }
+
+    /// The rooms of the messages still to send (queued or sending).
+    pub(crate) fn pending_rooms(&self) -> Result<Vec<RoomId>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT DISTINCT room FROM outbox WHERE ",
+            unsent!(),
+            " AND kind != 'failed'"
+        ))?;
+        let rooms = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        rooms
+            .map(|room| RoomId::new(room?).map_err(corrupt))
+            .collect()
     }
 
     /// Removes a message unless it is on the wire (`Sending`), in one statement, so the
