@@ -345,3 +345,38 @@ async fn a_reconnect_under_the_rate_limit_catches_up_every_room() {
     alice.close().await;
     bob.close().await;
 }
+
+/// A token about to expire is refreshed before it is offered, not only after the server
+/// refused it: the hook is asked at connect, and the client connects at the first attempt.
+#[tokio::test]
+async fn a_token_about_to_expire_is_refreshed_before_connecting() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let server = TestServer::start().await.expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay starts");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let hook_calls = calls.clone();
+    let fresh = server.token("alice");
+    let expiring = server.token_with_ttl("alice", std::time::Duration::from_secs(5));
+    let (alice, _events) = builder(&relay.url(), expiring)
+        .token_refresh(move || {
+            hook_calls.fetch_add(1, Ordering::SeqCst);
+            let fresh = fresh.clone();
+            async move { Ok(fresh) }
+        })
+        .connect()
+        .await
+        .expect("alice connects");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "refreshed ahead of its exp"
+    );
+    assert_eq!(
+        relay.attempts(),
+        1,
+        "no attempt was wasted on the old token"
+    );
+    alice.close().await;
+}

@@ -75,15 +75,23 @@ impl std::fmt::Debug for ClientBuilder {
     }
 }
 
-/// The `sub` claim of a JWT, read without checking the signature (the server checks it):
-/// the SDK needs to know which member of a room is itself.
-fn token_subject(token: &str) -> Option<UserId> {
+/// The claims of a JWT, read without checking the signature (the server checks it).
+fn token_claims(token: &str) -> Option<serde_json::Value> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    UserId::new(claims.get("sub")?.as_str()?).ok()
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The `sub` claim: the SDK needs to know which member of a room is itself.
+fn token_subject(token: &str) -> Option<UserId> {
+    UserId::new(token_claims(token)?.get("sub")?.as_str()?).ok()
+}
+
+/// The `exp` claim, in seconds since the epoch, when the token has a readable one.
+pub(crate) fn token_expiry(token: &str) -> Option<f64> {
+    token_claims(token)?.get("exp")?.as_f64()
 }
 
 impl ClientBuilder {
@@ -389,5 +397,7 @@ mod tests {
         let token = format!("eyJhbGciOiJIUzI1NiJ9.{claims}.sig");
         assert_eq!(token_subject(&token), UserId::new("alice").ok());
         assert_eq!(token_subject("garbage"), None);
+        assert_eq!(token_expiry(&token), Some(1.0));
+        assert_eq!(token_expiry("garbage"), None);
     }
 }

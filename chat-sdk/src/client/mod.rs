@@ -4,7 +4,7 @@
 //! supervisor task and its event stream. Dropping the last handle shuts the client down;
 //! [`Client::close`] does so and waits for it.
 
-mod builder;
+pub(crate) mod builder;
 pub(crate) mod config;
 pub(crate) mod shared;
 pub(crate) mod typing;

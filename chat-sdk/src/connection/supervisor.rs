@@ -21,6 +21,23 @@ use crate::receive::receive_loop;
 use crate::transport::ConnectRequest;
 use crate::{ConnectionState, DisconnectReason};
 
+/// A token whose `exp` is this close is refreshed before it is offered.
+const REFRESH_AHEAD_SECS: f64 = 30.0;
+
+/// Whether `token` (as far as its `exp` can be read) expires within [`REFRESH_AHEAD_SECS`]:
+/// then a refresh hook is asked for a new one before connecting, instead of after the
+/// server refused it.
+fn expires_soon(token: &str) -> bool {
+    let Some(exp) = crate::client::builder::token_expiry(token) else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    exp <= now + REFRESH_AHEAD_SECS
+}
+
 /// Reports the outcome of the first connection attempt to `connect()`.
 pub(crate) type FirstOutcome = oneshot::Sender<Result<(), ConnectError>>;
 
@@ -86,7 +103,10 @@ pub(crate) async fn run(inner: Arc<Inner>, mut first: Option<FirstOutcome>) {
         } else {
             ConnectionState::Connecting
         });
-        if inner.refresh_token.swap(false, Ordering::AcqRel) {
+        let expiring = expires_soon(&lock(&inner.token));
+        if (inner.refresh_token.swap(false, Ordering::AcqRel) || expiring)
+            && inner.config.token_refresh.is_some()
+        {
             match refresh_token(&inner).await {
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "token refresh failed"),
