@@ -170,15 +170,10 @@ impl Client {
         let inner = self.inner();
         let message = self.queue(room, text, reply_to)?;
         flusher::trigger(inner);
-        if !inner.store.needs_sync() {
-            return Ok(message);
-        }
-        let store = inner.store.clone();
         let synced = inner
-            .runtime
-            .spawn_blocking(move || store.sync())
-            .await
-            .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped.to_string()).into()));
+            .store
+            .sync_off_thread(Some(inner.runtime.clone()))
+            .await;
         confirmed(message, synced)
     }
 

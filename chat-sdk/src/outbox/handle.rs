@@ -219,17 +219,10 @@ impl Outbox {
 
     /// Waits for the disk on the blocking pool (inline outside a runtime).
     async fn sync(&self) -> Result<(), OutboxError> {
-        let store = self.store().clone();
-        if !store.needs_sync() {
-            return Ok(());
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => runtime
-                .spawn_blocking(move || store.sync())
-                .await
-                .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped.to_string()).into()))?,
-            Err(_) => store.sync()?,
-        }
-        Ok(())
+        let runtime = match &self.backing {
+            Backing::Client(inner) => Some(inner.runtime.clone()),
+            Backing::File { .. } => tokio::runtime::Handle::try_current().ok(),
+        };
+        Ok(self.store().sync_off_thread(runtime).await?)
     }
 }

@@ -110,6 +110,25 @@ impl Store {
         })
     }
 
+    /// [`Store::sync`] on `runtime`'s blocking pool, so the calling task yields instead of
+    /// blocking its thread (inline when there is no runtime).
+    pub(crate) async fn sync_off_thread(
+        self: &std::sync::Arc<Self>,
+        runtime: Option<tokio::runtime::Handle>,
+    ) -> Result<(), StoreError> {
+        if !self.needs_sync() {
+            return Ok(());
+        }
+        let Some(runtime) = runtime else {
+            return self.sync();
+        };
+        let store = self.clone();
+        runtime
+            .spawn_blocking(move || store.sync())
+            .await
+            .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped.to_string()).into()))
+    }
+
     /// Lets go of the file (the client stopped): another client may own it from now on.
     pub(crate) fn release_owner(&self) {
         // Under the connection's lock: a write in progress finishes first, later ones fail.
