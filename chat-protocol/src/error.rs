@@ -115,6 +115,20 @@ pub enum ValidationError {
         /// The limit.
         max: usize,
     },
+    /// A list names the same item twice.
+    #[error("{what} names {item} more than once")]
+    Repeated {
+        /// What the list is.
+        what: &'static str,
+        /// The repeated item.
+        item: String,
+    },
+    /// A list that must not be empty is.
+    #[error("{what} must not be empty")]
+    Empty {
+        /// What the list is.
+        what: &'static str,
+    },
     /// A number is outside its range.
     #[error("{what} must be between {min} and {max}")]
     OutOfRange {

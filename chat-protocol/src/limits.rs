@@ -20,3 +20,12 @@ pub const TYPING_EXPIRY_SECS: u64 = 6;
 pub const TYPING_THROTTLE_SECS: u64 = 3;
 /// Seconds a user stays online after its last socket closes.
 pub const PRESENCE_GRACE_SECS: u64 = 5;
+/// Most rooms one `room:resume` may name.
+pub const MAX_RESUME_ROOMS: usize = 1_000;
+/// Default number of missed messages `room:resume` returns per room.
+pub const DEFAULT_RESUME_LIMIT: u32 = 100;
+/// Most missed messages one `room:resume` answer carries over all its rooms; rooms past the
+/// budget answer `has_more` and are caught up with `message:sync`.
+pub const MAX_RESUME_MESSAGES: usize = 1_000;
+/// How many rooms of a `room:resume` cost one request of the rate limit.
+pub const RESUME_ROOMS_PER_REQUEST: usize = 100;

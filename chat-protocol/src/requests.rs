@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::body::Body;
 use crate::error::ValidationError;
 use crate::ids::{ClientId, RoomId, Seq, UserId};
-use crate::limits::{MAX_PRESENCE_USERS, MAX_SYNC_LIMIT};
+use crate::limits::{MAX_PRESENCE_USERS, MAX_RESUME_ROOMS, MAX_SYNC_LIMIT};
 
 /// Event names of the client → server requests.
 pub mod names {
@@ -29,6 +29,15 @@ pub mod names {
     pub const TYPING_STOP: &str = "typing:stop";
     /// `presence:get`
     pub const PRESENCE_GET: &str = "presence:get";
+    /// `room:resume`: an extension of this server (see [`ResumeRooms`](super::ResumeRooms)).
+    pub const ROOM_RESUME: &str = "room:resume";
+}
+
+/// Names of the optional extensions a server announces in the `extensions` of a
+/// `room:join` answer.
+pub mod extensions {
+    /// The server answers `room:resume`.
+    pub const ROOM_RESUME: &str = "room:resume";
 }
 
 /// The argument of `room:join`, `room:leave`, `typing:start` and `typing:stop`.
@@ -87,6 +96,61 @@ fn sync_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>,
         }
         other => Ok(other),
     }
+}
+
+/// `room:resume`, an extension: re-join many rooms and catch each up in one round trip.
+///
+/// A server that offers it says so in the `extensions` of its `room:join` answer; one that
+/// does not never answers it, so a client sends it only to a server that announced it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeRooms {
+    /// The rooms, each at most once (1–1,000).
+    #[serde(deserialize_with = "resume_rooms")]
+    pub rooms: Vec<ResumeRoom>,
+    /// How many missed messages per room at most (1–500, default 100).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "sync_limit"
+    )]
+    pub limit: Option<u32>,
+}
+
+/// One room of a [`ResumeRooms`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeRoom {
+    /// The room, joined if the caller is not a member yet.
+    pub room: RoomId,
+    /// Missed messages are those with a greater `seq`; absent: after the caller's delivered
+    /// watermark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<Seq>,
+}
+
+fn resume_rooms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ResumeRoom>, D::Error> {
+    let rooms = Vec::<ResumeRoom>::deserialize(deserializer)?;
+    if rooms.is_empty() {
+        return Err(serde::de::Error::custom(ValidationError::Empty {
+            what: "rooms",
+        }));
+    }
+    if rooms.len() > MAX_RESUME_ROOMS {
+        return Err(serde::de::Error::custom(ValidationError::TooMany {
+            what: "rooms",
+            len: rooms.len(),
+            max: MAX_RESUME_ROOMS,
+        }));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(rooms.len());
+    for entry in &rooms {
+        if !seen.insert(&entry.room) {
+            return Err(serde::de::Error::custom(ValidationError::Repeated {
+                what: "rooms",
+                item: entry.room.to_string(),
+            }));
+        }
+    }
+    Ok(rooms)
 }
 
 /// `receipt:delivered` and `receipt:read`.
@@ -164,6 +228,27 @@ mod tests {
         let users: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
         let err = decode_request::<PresenceGet>(json!({ "users": users })).expect_err("101 users");
         assert_eq!(err.code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn resume_rooms_are_counted_and_distinct() {
+        let ok: ResumeRooms =
+            decode_request(json!({"rooms": [{"room": "a", "after_seq": 3}, {"room": "b"}]}))
+                .expect("two rooms");
+        assert_eq!(ok.rooms[1].after_seq, None);
+        let err = decode_request::<ResumeRooms>(json!({"rooms": []})).expect_err("empty");
+        assert_eq!(err.code, ErrorCode::InvalidPayload);
+        let err = decode_request::<ResumeRooms>(json!({"rooms": [{"room": "a"}, {"room": "a"}]}))
+            .expect_err("repeated");
+        assert_eq!(err.code, ErrorCode::InvalidPayload);
+        let rooms: Vec<_> = (0..=MAX_RESUME_ROOMS)
+            .map(|i| json!({"room": format!("r{i}")}))
+            .collect();
+        let err = decode_request::<ResumeRooms>(json!({ "rooms": rooms })).expect_err("too many");
+        assert_eq!(err.code, ErrorCode::TooLarge);
+        assert!(
+            decode_request::<ResumeRooms>(json!({"rooms": [{"room": "a"}], "limit": 501})).is_err()
+        );
     }
 
     #[test]

@@ -22,6 +22,32 @@ pub struct JoinResult {
     /// or read. An addition to the protocol: absent from servers that do not send it.
     #[serde(default)]
     pub watermarks: Vec<MemberWatermarks>,
+    /// The optional requests this server answers beyond the ones every server has (see
+    /// [`requests::extensions`](crate::requests::extensions)). An addition to the protocol:
+    /// absent (empty) from servers that have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<String>,
+}
+
+/// Result of `room:resume`: one entry per room asked, in the order asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeResult {
+    /// The rooms.
+    pub rooms: Vec<ResumedRoom>,
+}
+
+/// One room of a [`ResumeResult`]: what `room:join` answers, and the first page of what a
+/// `message:sync` from the asked position would.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumedRoom {
+    /// The join: the room, its newest `seq`, members and watermarks.
+    #[serde(flatten)]
+    pub joined: JoinResult,
+    /// Missed messages, in `seq` order.
+    pub messages: Vec<Message>,
+    /// True when more missed messages follow the last one returned (fetch them with
+    /// `message:sync`).
+    pub has_more: bool,
 }
 
 /// One member's watermarks in a room.

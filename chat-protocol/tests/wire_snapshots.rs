@@ -2,10 +2,12 @@
 
 use chat_protocol::ack::{err, ok};
 use chat_protocol::events::{Message, Presence, ReceiptUpdate, RoomMember, TypingUpdate};
-use chat_protocol::requests::{PresenceGet, Receipt, RoomRequest, SendMessage, SyncMessages};
+use chat_protocol::requests::{
+    PresenceGet, Receipt, ResumeRoom, ResumeRooms, RoomRequest, SendMessage, SyncMessages,
+};
 use chat_protocol::results::{
     DeliveredResult, JoinResult, LeaveResult, MemberWatermarks, PresenceResult, ReadResult,
-    SendResult, SyncResult,
+    ResumeResult, ResumedRoom, SendResult, SyncResult,
 };
 use chat_protocol::{Body, ClientId, ErrorBody, ErrorCode, MessageId, RoomId, UserId};
 use uuid::Uuid;
@@ -63,6 +65,22 @@ fn requests() {
         }
     );
     insta::assert_json_snapshot!(
+        "resume_rooms",
+        ResumeRooms {
+            rooms: vec![
+                ResumeRoom {
+                    room: room(),
+                    after_seq: Some(6),
+                },
+                ResumeRoom {
+                    room: RoomId::new("random").expect("valid room"),
+                    after_seq: None,
+                },
+            ],
+            limit: Some(50),
+        }
+    );
+    insta::assert_json_snapshot!(
         "presence_get",
         PresenceGet {
             users: vec![user("alice"), user("bob")],
@@ -84,6 +102,29 @@ fn results_as_acks() {
                 user: user("bob"),
                 delivered_seq: 9,
                 read_seq: 9,
+            }],
+            extensions: vec!["room:resume".into()],
+        })
+    );
+    insta::assert_json_snapshot!(
+        "ack_resume",
+        ok(&ResumeResult {
+            rooms: vec![ResumedRoom {
+                joined: JoinResult {
+                    room: room(),
+                    last_seq: 7,
+                    members: vec![user("alice"), user("bob")],
+                    delivered_seq: 6,
+                    read_seq: 5,
+                    watermarks: vec![MemberWatermarks {
+                        user: user("bob"),
+                        delivered_seq: 7,
+                        read_seq: 7,
+                    }],
+                    extensions: Vec::new(),
+                },
+                messages: vec![message()],
+                has_more: false,
             }],
         })
     );

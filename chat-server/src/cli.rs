@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// The private key of `--tls-cert`, a PEM file (needs `--tls-cert`).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Do not answer or announce the `room:resume` extension: clients re-join and catch up
+    /// room by room, as with a server that lacks it.
+    #[arg(long)]
+    pub no_resume: bool,
 }
 
 /// The token secret, from `--jwt-secret` or `CHAT_JWT_SECRET`.
@@ -94,6 +98,7 @@ impl ServeArgs {
         };
         config.presence_grace = self.presence_grace;
         config.tls = self.tls();
+        config.resume_extension = !self.no_resume;
         Ok(config)
     }
 

@@ -32,6 +32,10 @@ pub struct ServerConfig {
     /// Serve HTTPS and WSS with this certificate and key; `None` (the default) serves plain
     /// HTTP and WS.
     pub tls: Option<TlsConfig>,
+    /// Whether the server answers the `room:resume` extension (and announces it in every
+    /// `room:join` answer). On by default; off, the server speaks only the requests every
+    /// server has, as a server without the extension does.
+    pub resume_extension: bool,
 }
 
 impl ServerConfig {
@@ -48,6 +52,7 @@ impl ServerConfig {
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             tls: None,
+            resume_extension: true,
         }
     }
 }

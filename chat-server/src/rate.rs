@@ -47,15 +47,46 @@ impl RateLimiters {
 
     /// Takes one request from `user`'s budget, or says how long to wait.
     pub fn check(&self, class: RateClass, user: &UserId) -> Result<(), ErrorBody> {
-        let limiter = match class {
-            RateClass::Send => &self.send,
-            RateClass::Typing => &self.typing,
-            RateClass::Other => &self.other,
-        };
-        limiter.check_key(user).map_err(|not_until| {
+        self.limiter(class).check_key(user).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
             ErrorBody::rate_limited(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1))
         })
+    }
+
+    /// Takes `extra` more requests from `user`'s budget of `class` (for a request that
+    /// weighs more than one), or says how long to wait.
+    pub fn check_extra(
+        &self,
+        class: RateClass,
+        user: &UserId,
+        extra: u32,
+    ) -> Result<(), ErrorBody> {
+        let Some(extra) = NonZeroU32::new(extra) else {
+            return Ok(());
+        };
+        let limiter = self.limiter(class);
+        match limiter.check_key_n(user, extra) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                Err(ErrorBody::rate_limited(
+                    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
+                ))
+            }
+            // More than the whole burst: it can never pass, so say so rather than "wait".
+            Err(_) => Err(ErrorBody::new(
+                chat_protocol::ErrorCode::TooLarge,
+                "the request weighs more than the whole rate limit allows",
+            )),
+        }
+    }
+
+    fn limiter(&self, class: RateClass) -> &DefaultKeyedRateLimiter<UserId> {
+        match class {
+            RateClass::Send => &self.send,
+            RateClass::Typing => &self.typing,
+            RateClass::Other => &self.other,
+        }
     }
 
     /// Forgets users whose budgets are full again, so memory does not grow with every user ever seen.

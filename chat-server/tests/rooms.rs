@@ -90,3 +90,86 @@ async fn a_member_may_send_and_sync_on_a_new_socket_before_rejoining() {
         .await;
     assert_eq!(sync["messages"][0]["body"], "no rejoin needed");
 }
+
+#[tokio::test]
+async fn resume_rejoins_every_room_and_returns_what_was_missed_in_one_request() {
+    let server = server().await;
+    let alice = RawClient::as_user(&server, "alice").await;
+    let joined = alice.join("a").await;
+    assert_eq!(joined["extensions"], json!(["room:resume"]));
+    alice.join("b").await;
+    let bob = RawClient::as_user(&server, "bob").await;
+    bob.join("a").await;
+    bob.join("b").await;
+    for body in ["a1", "a2", "a3"] {
+        bob.say("a", body).await;
+    }
+    bob.say("b", "b1").await;
+    // Alice took a1 in room a; she has never been in room c.
+    let mut alice = RawClient::as_user(&server, "alice").await;
+    let resumed = alice
+        .request(
+            "room:resume",
+            json!({"rooms": [
+                {"room": "a", "after_seq": 1},
+                {"room": "b"},
+                {"room": "c", "after_seq": 0}
+            ], "limit": 1}),
+        )
+        .await;
+    assert_eq!(resumed["ok"], true, "{resumed}");
+    let rooms = resumed["rooms"].as_array().expect("rooms");
+    assert_eq!(rooms.len(), 3);
+    assert_eq!(
+        (rooms[0]["room"].clone(), rooms[0]["last_seq"].clone()),
+        (json!("a"), json!(3))
+    );
+    assert_eq!(rooms[0]["messages"][0]["body"], "a2");
+    assert_eq!(rooms[0]["has_more"], true);
+    assert_eq!(rooms[0]["members"], json!(["alice", "bob"]));
+    // No position: from her delivered watermark (0).
+    assert_eq!(rooms[1]["messages"][0]["body"], "b1");
+    assert_eq!(rooms[1]["has_more"], false);
+    assert_eq!(rooms[2]["members"], json!(["alice"]));
+    // The socket is in every room now: live messages arrive without a room:join.
+    bob.say("b", "live").await;
+    assert_eq!(alice.next_event("message:new").await["body"], "live");
+    // Room c is a durable membership now.
+    let sync = alice
+        .request("message:sync", json!({ "room": "c", "after_seq": 0 }))
+        .await;
+    assert_eq!(sync["ok"], true);
+}
+
+#[tokio::test]
+async fn resume_refuses_bad_room_lists_with_a_code() {
+    let server = server().await;
+    let alice = RawClient::as_user(&server, "alice").await;
+    for (args, code) in [
+        (json!({"rooms": []}), "invalid_payload"),
+        (
+            json!({"rooms": [{"room": "a"}, {"room": "a"}]}),
+            "invalid_payload",
+        ),
+        (json!({"rooms": [{"room": "bad room"}]}), "invalid_payload"),
+        (
+            json!({"rooms": (0..1001).map(|i| json!({"room": format!("r{i}")})).collect::<Vec<_>>()}),
+            "too_large",
+        ),
+    ] {
+        let ack = alice.request("room:resume", args).await;
+        assert_eq!(error_code(&ack), code, "{ack}");
+    }
+}
+
+#[tokio::test]
+async fn a_server_without_the_extension_neither_announces_nor_answers_it() {
+    let server = support::server_with(|config| config.resume_extension = false).await;
+    let alice = RawClient::as_user(&server, "alice").await;
+    let joined = alice.join("a").await;
+    assert!(joined.get("extensions").is_none(), "{joined}");
+    let mut unanswered = alice.start_request("room:resume", json!({"rooms": [{"room": "a"}]}));
+    // Requests are answered in order: once the next one is, the resume never will be.
+    assert_eq!(alice.join("b").await["ok"], true);
+    assert!(unanswered.try_recv().is_err());
+}

@@ -103,9 +103,18 @@ macro_rules! on_request {
     };
 }
 
-/// Registers every request handler on a freshly connected socket.
-pub fn register(socket: &SocketRef) {
+/// Registers every request handler on a freshly connected socket; `room:resume` only when
+/// the extension is on.
+pub fn register(socket: &SocketRef, resume_extension: bool) {
     on_request!(socket, request::ROOM_JOIN, RateClass::Other, rooms::join);
+    if resume_extension {
+        on_request!(
+            socket,
+            request::ROOM_RESUME,
+            RateClass::Other,
+            rooms::resume
+        );
+    }
     on_request!(socket, request::ROOM_LEAVE, RateClass::Other, rooms::leave);
     on_request!(
         socket,

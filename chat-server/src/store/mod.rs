@@ -94,6 +94,16 @@ pub enum Membership<T> {
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Makes `user` a member of `room` (creating the room), or confirms it already is.
     async fn join(&self, room: &RoomId, user: &UserId) -> Result<Joined, StoreError>;
+    /// Joins `user` to each room (as [`Store::join`]) and reads, per room, up to `limit`
+    /// messages after its position (absent: after `user`'s delivered watermark), taking at
+    /// most `budget` messages over all rooms; one atomic operation, results in the order given.
+    async fn resume(
+        &self,
+        user: &UserId,
+        rooms: Vec<(RoomId, Option<Seq>)>,
+        limit: u32,
+        budget: usize,
+    ) -> Result<Vec<(Joined, Page)>, StoreError>;
     /// Ends `user`'s membership; true when it was a member.
     async fn leave(&self, room: &RoomId, user: &UserId) -> Result<bool, StoreError>;
     /// Whether `user` is a member of `room`.

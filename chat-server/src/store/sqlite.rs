@@ -297,51 +297,113 @@ fn member_watermarks(
     .optional()
 }
 
+/// Makes `user` a member of `room` (creating the room) or confirms it is; inside a job.
+fn join_in(conn: &Connection, room: &str, user: &str) -> Result<Joined, StoreError> {
+    conn.prepare_cached("INSERT INTO rooms (id) VALUES (?1) ON CONFLICT DO NOTHING")?
+        .execute([room])?;
+    let active: Option<i64> = conn
+        .prepare_cached("SELECT active FROM members WHERE room = ?1 AND user = ?2")?
+        .query_row([room, user], |row| row.get(0))
+        .optional()?;
+    let newly_joined = active != Some(1);
+    if newly_joined {
+        conn.prepare_cached(
+            "INSERT INTO members (room, user) VALUES (?1, ?2)
+             ON CONFLICT (room, user) DO UPDATE SET active = 1",
+        )?
+        .execute([room, user])?;
+    }
+    let mut watermarks = Vec::new();
+    let mut statement = conn.prepare_cached(
+        "SELECT user, delivered_seq, read_seq FROM members
+         WHERE room = ?1 AND active = 1 ORDER BY user",
+    )?;
+    let rows = statement.query_map([room], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (member, delivered, read) = row?;
+        watermarks.push(MemberWatermarks {
+            user: parse("member", UserId::new(member))?,
+            delivered_seq: delivered as Seq,
+            read_seq: read as Seq,
+        });
+    }
+    Ok(Joined {
+        newly_joined,
+        last_seq: last_seq(conn, room)?,
+        members: watermarks.iter().map(|w| w.user.clone()).collect(),
+        watermarks,
+    })
+}
+
+/// Up to `limit` messages of `room` after `after_seq`; inside a job.
+fn page_in(conn: &Connection, room: &str, after_seq: Seq, limit: u32) -> Result<Page, StoreError> {
+    let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ?1 AND seq > ?2
+         ORDER BY seq LIMIT ?3"
+    ))?;
+    let rows = statement.query_map(params![room, after, i64::from(limit) + 1], read_message_row)?;
+    let mut messages = Vec::with_capacity(limit as usize);
+    for row in rows {
+        messages.push(to_message(row?)?);
+    }
+    let has_more = messages.len() > limit as usize;
+    messages.truncate(limit as usize);
+    Ok(Page {
+        messages,
+        last_seq: last_seq(conn, room)?,
+        has_more,
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn join(&self, room: &RoomId, user: &UserId) -> Result<Joined, StoreError> {
         let (room, user) = (room.to_string(), user.to_string());
+        self.call(move |conn| join_in(conn, &room, &user)).await
+    }
+
+    async fn resume(
+        &self,
+        user: &UserId,
+        rooms: Vec<(RoomId, Option<Seq>)>,
+        limit: u32,
+        budget: usize,
+    ) -> Result<Vec<(Joined, Page)>, StoreError> {
+        let user = user.to_string();
         self.call(move |conn| {
-            conn.prepare_cached("INSERT INTO rooms (id) VALUES (?1) ON CONFLICT DO NOTHING")?
-                .execute([&room])?;
-            let active: Option<i64> = conn
-                .prepare_cached("SELECT active FROM members WHERE room = ?1 AND user = ?2")?
-                .query_row([&room, &user], |row| row.get(0))
-                .optional()?;
-            let newly_joined = active != Some(1);
-            if newly_joined {
-                conn.prepare_cached(
-                    "INSERT INTO members (room, user) VALUES (?1, ?2)
-                     ON CONFLICT (room, user) DO UPDATE SET active = 1",
-                )?
-                .execute([&room, &user])?;
-            }
-            let mut watermarks = Vec::new();
-            let mut statement = conn.prepare_cached(
-                "SELECT user, delivered_seq, read_seq FROM members
-                 WHERE room = ?1 AND active = 1 ORDER BY user",
-            )?;
-            let rows = statement.query_map([&room], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, i64>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (member, delivered, read) = row?;
-                watermarks.push(MemberWatermarks {
-                    user: parse("member", UserId::new(member))?,
-                    delivered_seq: delivered as Seq,
-                    read_seq: read as Seq,
+            let mut budget = budget;
+            let mut resumed = Vec::with_capacity(rooms.len());
+            for (room, after_seq) in rooms {
+                let room = room.to_string();
+                let joined = join_in(conn, &room, &user)?;
+                let after = after_seq.unwrap_or_else(|| {
+                    joined
+                        .watermarks
+                        .iter()
+                        .find(|w| w.user.as_str() == user)
+                        .map_or(0, |w| w.delivered_seq)
                 });
+                let take = (limit as usize).min(budget);
+                let page = if take == 0 {
+                    Page {
+                        messages: Vec::new(),
+                        last_seq: joined.last_seq,
+                        has_more: joined.last_seq > after,
+                    }
+                } else {
+                    page_in(conn, &room, after, take as u32)?
+                };
+                budget -= page.messages.len();
+                resumed.push((joined, page));
             }
-            Ok(Joined {
-                newly_joined,
-                last_seq: last_seq(conn, &room)?,
-                members: watermarks.iter().map(|w| w.user.clone()).collect(),
-                watermarks,
-            })
+            Ok(resumed)
         })
         .await
     }
@@ -432,24 +494,7 @@ impl Store for SqliteStore {
             if member_watermarks(conn, &room, &user)?.is_none() {
                 return Ok(Membership::NotMember);
             }
-            let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ?1 AND seq > ?2
-                 ORDER BY seq LIMIT ?3"
-            ))?;
-            let rows = statement
-                .query_map(params![room, after, i64::from(limit) + 1], read_message_row)?;
-            let mut messages = Vec::with_capacity(limit as usize);
-            for row in rows {
-                messages.push(to_message(row?)?);
-            }
-            let has_more = messages.len() > limit as usize;
-            messages.truncate(limit as usize);
-            Ok(Membership::Member(Page {
-                messages,
-                last_seq: last_seq(conn, &room)?,
-                has_more,
-            }))
+            Ok(Membership::Member(page_in(conn, &room, after_seq, limit)?))
         })
         .await
     }
