@@ -240,8 +240,8 @@ fn room_prefix(room: &chat_protocol::RoomId, show: bool, style: Style) -> String
 }
 
 /// An event as one JSON object with a `type` field: `message`, `queued`, `status`,
-/// `receipt`, `typing`, `presence`, `member` or `connection`; the other fields are the
-/// protocol's (or the SDK's) own.
+/// `receipt`, `typing`, `presence`, `member`, `caught_up` or `connection`; the other fields
+/// are the protocol's (or the SDK's) own. Readers should skip types they do not know.
 pub fn event_json(event: &ChatEvent) -> Value {
     let (kind, value) = match event {
         ChatEvent::Message(m) => ("message", serde_json::to_value(m)),
@@ -256,6 +256,11 @@ pub fn event_json(event: &ChatEvent) -> Value {
         ChatEvent::Presence(p) => ("presence", serde_json::to_value(p)),
         ChatEvent::Member(m) => ("member", serde_json::to_value(m)),
         ChatEvent::Connection(c) => ("connection", serde_json::to_value(c)),
+        ChatEvent::CaughtUp { room, last_seq } => (
+            "caught_up",
+            Ok(json!({ "room": room, "last_seq": last_seq })),
+        ),
+        other => ("unknown", Ok(json!({ "debug": format!("{other:?}") }))),
     };
     let mut value = value.unwrap_or_else(|e| json!({ "error": e.to_string() }));
     if let Value::Object(map) = &mut value {

@@ -72,8 +72,9 @@ async fn listen(
             ChatEvent::Receipt(r) => Some(&r.room),
             ChatEvent::Typing(t) => Some(&t.room),
             ChatEvent::Member(m) => Some(&m.room),
-            ChatEvent::Queued(_) | ChatEvent::Status { .. } => continue,
+            ChatEvent::CaughtUp { room, .. } => Some(room),
             ChatEvent::Presence(_) | ChatEvent::Connection(_) => None,
+            _ => continue,
         };
         if let Some(room) = room {
             if !args.rooms.contains(room) {
@@ -110,7 +111,8 @@ fn print_event(event: &ChatEvent, json: bool, show_room: bool, style: Style) {
             eprintln!("{}", output::connection_line(c, Style::plain()));
             return;
         }
-        ChatEvent::Queued(_) | ChatEvent::Status { .. } => return,
+        // Progress, not a result: machines get it in --json.
+        _ => return,
     };
     out(&line);
 }

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{RequestError, SendError};
 use crate::outbox::{flusher, transitions};
-use crate::receive::catch_up;
+use crate::receive::{catch_up, rejoin};
 use crate::{ConnectionState, MessageState, OutgoingMessage};
 use crate::{Outbox, SendHandle};
 use shared::{lock, Inner};
@@ -265,7 +265,7 @@ impl Client {
         let inner = self.inner();
         // Held throughout, so a position reset never races a hand-over in progress.
         let _guard = inner.recv_lock.lock().await;
-        inner.store.set_joined(room, true)?;
+        inner.store.set_joined(std::slice::from_ref(room), true)?;
         {
             let mut rooms = lock(&inner.rooms);
             let view = rooms.entry(room.clone()).or_default();
@@ -284,10 +284,57 @@ impl Client {
         Ok(result)
     }
 
+    /// Joins every room of `rooms` and catches each up, as [`Client::join`] does for one,
+    /// in as few requests as the server allows: one `room:resume` per 1,000 rooms where the
+    /// server has it (the reference server does), else a `room:join` and a `message:sync`
+    /// per room. Each room's [`ChatEvent::CaughtUp`](crate::ChatEvent::CaughtUp) says when
+    /// it is live. A room the server refuses for good is logged and joined again on the next
+    /// connection. Offline, the rooms are remembered and joined on connect, and
+    /// [`RequestError::NotConnected`] is returned.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &chat_sdk::Client) -> Result<(), chat_sdk::RequestError> {
+    /// use chat_sdk::chat_protocol::RoomId;
+    /// let rooms: Vec<RoomId> = (0..1_000)
+    ///     .map(|i| RoomId::new(format!("team-{i}")).expect("a valid room id"))
+    ///     .collect();
+    /// client.join_all(&rooms).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn join_all(&self, rooms: &[RoomId]) -> Result<(), RequestError> {
+        let inner = self.inner();
+        let _guard = inner.recv_lock.lock().await;
+        inner.store.set_joined(rooms, true)?;
+        {
+            let mut views = lock(&inner.rooms);
+            for room in rooms {
+                let view = views.entry(room.clone()).or_default();
+                view.joined = true;
+                view.joined_here = true;
+            }
+        }
+        let conn = inner.connection().ok_or(RequestError::NotConnected)?;
+        let rejoined = rejoin::rejoin(inner, &*conn, rooms).await?;
+        flusher::trigger(inner);
+        let mut receipts_due = std::collections::BTreeSet::new();
+        rejoin::catch_up(inner, &*conn, rejoined, &mut receipts_due).await?;
+        inner.queue_receipts(receipts_due);
+        Ok(())
+    }
+
+    /// Whether `room` is live on the current connection: joined, and every message stored
+    /// before its catch-up handed over (see [`ChatEvent::CaughtUp`](crate::ChatEvent::CaughtUp)).
+    pub fn is_caught_up(&self, room: &RoomId) -> bool {
+        self.inner().connection().is_some()
+            && lock(&self.inner().rooms)
+                .get(room)
+                .is_some_and(|view| view.joined && view.live)
+    }
+
     /// Leaves `room`: ends the membership on the server and stops re-joining it.
     pub async fn leave(&self, room: &RoomId) -> Result<(), RequestError> {
         let inner = self.inner();
-        inner.store.set_joined(room, false)?;
+        inner.store.set_joined(std::slice::from_ref(room), false)?;
         if let Some(view) = lock(&inner.rooms).get_mut(room) {
             view.joined = false;
         }

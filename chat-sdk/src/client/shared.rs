@@ -4,7 +4,7 @@
 //! and the public [`Client`](crate::Client) methods all reach the store, the current
 //! connection and the event stream through it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -53,6 +53,12 @@ pub(crate) struct Inner {
     pub typing: Mutex<HashMap<RoomId, TypingState>>,
     /// Watches of single messages, for their send handles.
     pub watchers: Watchers,
+    /// Whether the server answers `room:resume`, as its join answers said.
+    pub resume: ResumeSupport,
+    /// Rooms whose `receipt:delivered` is due, handed to the receive loop, which batches
+    /// receipts; woken by `receipts_wake`.
+    pub receipts_due: Mutex<BTreeSet<RoomId>>,
+    pub receipts_wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Inner {
@@ -62,6 +68,31 @@ impl std::fmt::Debug for Inner {
             .field("state", &*self.state.borrow())
             .field("me", &self.me)
             .finish_non_exhaustive()
+    }
+}
+
+/// What the client knows of the server's `room:resume` extension: unknown until a
+/// `room:join` answer says, and learnt again from every join answer (a server may be
+/// replaced by one of another kind between two connections).
+#[derive(Debug, Default)]
+pub(crate) struct ResumeSupport(std::sync::atomic::AtomicU8);
+
+impl ResumeSupport {
+    const UNKNOWN: u8 = 0;
+    const YES: u8 = 1;
+    const NO: u8 = 2;
+
+    /// `None` until a join answer said.
+    pub fn get(&self) -> Option<bool> {
+        match self.0.load(std::sync::atomic::Ordering::Acquire) {
+            Self::UNKNOWN => None,
+            value => Some(value == Self::YES),
+        }
+    }
+
+    pub fn set(&self, supported: bool) {
+        let value = if supported { Self::YES } else { Self::NO };
+        self.0.store(value, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -101,7 +132,20 @@ impl Inner {
             me,
             typing: Mutex::new(HashMap::new()),
             watchers: Watchers::default(),
+            resume: ResumeSupport::default(),
+            receipts_due: Mutex::new(BTreeSet::new()),
+            receipts_wake: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Asks the receive loop to send the `receipt:delivered` of these rooms with its next
+    /// batch.
+    pub(crate) fn queue_receipts(&self, rooms: BTreeSet<RoomId>) {
+        if rooms.is_empty() {
+            return;
+        }
+        lock(&self.receipts_due).extend(rooms);
+        self.receipts_wake.notify_one();
     }
 
     /// Hands an event to the application (dropped silently if it dropped its stream).

@@ -5,20 +5,20 @@
 //! reveals a gap; [`Client::join`](crate::Client::join) calls them for a new room. Callers
 //! hold `recv_lock`, so a catch-up and live events never interleave.
 //!
-//! A join or sync refused for now is retried: `rate_limited` after its `retry_after_ms` (at
-//! most [`MAX_RATE_LIMIT_WAIT`] at a time) until answered, `internal` after a backoff delay
-//! up to [`INTERNAL_RETRIES`] times, and never past the connection's end; a room whose join
-//! or sync was refused is not left silent while the server can answer.
+//! A join or sync refused for now is retried (see [`patience`](super::patience)); a room whose
+//! join or sync was refused is not left silent while the server can answer. A room is
+//! *live* once everything stored before its catch-up was handed over: the application hears
+//! it as [`ChatEvent::CaughtUp`].
 
 use chat_protocol::limits::MAX_SYNC_LIMIT;
+use chat_protocol::requests::extensions;
 use chat_protocol::requests::{names, Receipt, RoomRequest, SyncMessages};
 use chat_protocol::results::{DeliveredResult, JoinResult, SyncResult};
-use chat_protocol::{ErrorCode, Message, RoomId, Seq};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use chat_protocol::{Message, RoomId, Seq};
 
+use super::patience::patiently;
 use crate::client::shared::{lock, request_on, Inner};
-use crate::error::{RequestError, TransportError};
+use crate::error::RequestError;
 use crate::outbox::receipts;
 use crate::receive::ChatEvent;
 use crate::transport::Connection;
@@ -38,6 +38,20 @@ pub(crate) async fn join_room(
         &RoomRequest { room: room.clone() },
     )
     .await?;
+    learn_extensions(inner, &result);
+    apply_join(inner, room, &result, since)?;
+    Ok(result)
+}
+
+/// Records what a join answer (of `room:join` or `room:resume`) says: members, watermarks,
+/// where to start receiving (`since`, else the delivered watermark, for a room the client
+/// has no position for yet) and whether the server has `room:resume`.
+pub(crate) fn apply_join(
+    inner: &Inner,
+    room: &RoomId,
+    result: &JoinResult,
+    since: Option<Seq>,
+) -> Result<(), RequestError> {
     let start = {
         let mut rooms = lock(&inner.rooms);
         let view = rooms.entry(room.clone()).or_default();
@@ -61,7 +75,36 @@ pub(crate) async fn join_room(
         inner.store.advance_position(room, start)?;
     }
     receipts::refresh_room(inner, room)?;
-    Ok(result)
+    Ok(())
+}
+
+/// Records a `room:join` answer's word on `room:resume` (resume answers carry none).
+pub(crate) fn learn_extensions(inner: &Inner, result: &JoinResult) {
+    inner.resume.set(
+        result
+            .extensions
+            .iter()
+            .any(|name| name == extensions::ROOM_RESUME),
+    );
+}
+
+/// The room is live: tells the application once per connection.
+pub(crate) fn mark_live(inner: &Inner, room: &RoomId) {
+    let last_seq = {
+        let mut rooms = lock(&inner.rooms);
+        let Some(view) = rooms.get_mut(room) else {
+            return;
+        };
+        if view.live {
+            return;
+        }
+        view.live = true;
+        view.received_seq.unwrap_or(0)
+    };
+    inner.emit(ChatEvent::CaughtUp {
+        room: room.clone(),
+        last_seq,
+    });
 }
 
 /// `message:sync` from the last contiguous `seq` until the room's newest, handing over
@@ -72,6 +115,7 @@ pub(crate) async fn catch_up(
     room: &RoomId,
 ) -> Result<(), RequestError> {
     sync_room(inner, conn, room).await?;
+    mark_live(inner, room);
     send_receipt(inner, conn, room).await
 }
 
@@ -169,54 +213,4 @@ pub(crate) async fn send_receipt(
     let view = rooms.entry(room.clone()).or_default();
     view.receipt_sent = view.receipt_sent.max(result.delivered_seq);
     Ok(())
-}
-
-/// Wait used when a `rate_limited` answer carries no `retry_after_ms`.
-const RATE_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// The longest wait one `rate_limited` answer can ask for.
-const MAX_RATE_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// How often an `internal` answer is retried before the refusal is given up on (the room is
-/// tried again on the next connection): a server that keeps failing must not hold the
-/// receive path, which waits under `recv_lock`, for ever.
-const INTERNAL_RETRIES: u32 = 5;
-
-/// Sends a request the client makes on its own and decodes its ack, retrying `rate_limited`
-/// (after the server's `retry_after_ms`) and `internal` (after a backoff delay) until it is
-/// answered otherwise, the connection ends or the client stops.
-async fn patiently<Req: Serialize, Res: DeserializeOwned>(
-    inner: &Inner,
-    conn: &dyn Connection,
-    event: &str,
-    request: &Req,
-) -> Result<Res, RequestError> {
-    let mut backoff = inner.config.retry.backoff();
-    let mut internal = 0;
-    loop {
-        let wait = match request_on(conn, event, request).await {
-            Err(RequestError::Rejected(refusal)) if refusal.code == ErrorCode::RateLimited => {
-                refusal
-                    .retry_after_ms
-                    .map(std::time::Duration::from_millis)
-                    .unwrap_or(RATE_LIMIT_WAIT)
-                    .min(MAX_RATE_LIMIT_WAIT)
-            }
-            Err(RequestError::Rejected(refusal))
-                if refusal.code == ErrorCode::Internal && internal < INTERNAL_RETRIES =>
-            {
-                internal += 1;
-                backoff.next().unwrap_or(inner.config.retry.max_delay)
-            }
-            answered => return answered,
-        };
-        tracing::debug!(event, ?wait, "request refused for now; retrying");
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            reason = conn.closed() => {
-                return Err(RequestError::Transport(TransportError::Closed(reason)))
-            }
-            () = inner.shutdown.cancelled() => return Err(RequestError::NotConnected),
-        }
-    }
 }

@@ -4,7 +4,9 @@
 //! rooms it joined (each exactly once, in `seq` order), the local echo and status changes of
 //! its own messages, receipts, typing, presence, membership and the connection state.
 
-use chat_protocol::{ClientId, Message, Presence, ReceiptUpdate, RoomId, RoomMember, TypingUpdate};
+use chat_protocol::{
+    ClientId, Message, Presence, ReceiptUpdate, RoomId, RoomMember, Seq, TypingUpdate,
+};
 use std::sync::Weak;
 
 use tokio::sync::mpsc;
@@ -15,11 +17,23 @@ use crate::client::shared::Inner;
 use crate::{ConnectionState, MessageState, OutgoingMessage};
 
 /// One thing that happened.
+///
+/// New kinds of events may be added: match with a `_` arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ChatEvent {
     /// A stored message of a joined room (the client's own included), handed over exactly
     /// once and in `seq` order per room.
     Message(Message),
+    /// A room is live on this connection: every message stored before its catch-up was
+    /// handed over (up to `last_seq`), and new ones follow as they are stored. Comes once per
+    /// room after each (re)connection, and after [`Client::join`](crate::Client::join).
+    CaughtUp {
+        /// The room.
+        room: RoomId,
+        /// The last `seq` handed over.
+        last_seq: Seq,
+    },
     /// Local echo: a message of this client was queued; render it at once, then follow its
     /// [`ChatEvent::Status`] changes.
     Queued(OutgoingMessage),

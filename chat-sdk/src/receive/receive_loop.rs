@@ -1,5 +1,8 @@
 //! The receive path of one connection: re-join, catch up, then hand over live events.
 //!
+//! Re-joining takes one `room:resume` (per 1,000 rooms) where the server has it, and a
+//! `room:join` then a `message:sync` per room where it does not (see [`rejoin`]).
+//!
 //! For each room the client keeps the last contiguous `seq` it handed to the application
 //! (persisted). A `message:new` with the next `seq` is handed over at once; one at or below
 //! it is a duplicate and dropped; one beyond it is a gap, closed with `message:sync` from
@@ -12,11 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_protocol::events::names as event_names;
-use chat_protocol::{Message, Presence, ReceiptUpdate, RoomId, RoomMember, TypingUpdate};
+use chat_protocol::{
+    ErrorCode, Message, Presence, ReceiptUpdate, RoomId, RoomMember, TypingUpdate,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::catch_up::{catch_up, hand_over, join_room, received_seq, send_receipt, sync_room};
+use super::catch_up::{hand_over, mark_live, received_seq, send_receipt, sync_room};
+use super::rejoin;
 use crate::client::shared::{lock, Inner};
 use crate::connection::health;
 use crate::error::RequestError;
@@ -30,6 +36,20 @@ const RECEIPT_DELAY: Duration = Duration::from_millis(25);
 
 /// Runs the session until the connection dies or the client shuts down; returns why.
 pub(crate) async fn run(
+    inner: &Arc<Inner>,
+    conn: Arc<dyn Connection>,
+    inbound: mpsc::Receiver<Inbound>,
+) -> String {
+    let reason = session(inner, conn, inbound).await;
+    // No room is live without a connection; the next one catches each up again.
+    let _guard = inner.recv_lock.lock().await;
+    for view in lock(&inner.rooms).values_mut() {
+        view.live = false;
+    }
+    reason
+}
+
+async fn session(
     inner: &Arc<Inner>,
     conn: Arc<dyn Connection>,
     mut inbound: mpsc::Receiver<Inbound>,
@@ -51,40 +71,34 @@ pub(crate) async fn run(
     } else {
         Vec::new()
     };
-    let rooms: Vec<RoomId> = lock(&inner.rooms)
-        .iter()
-        .filter(|(room, view)| {
-            view.joined && (!send_only || view.joined_here || pending_rooms.contains(room))
-        })
-        .map(|(room, _)| room.clone())
-        .collect();
-    {
-        let _guard = inner.recv_lock.lock().await;
-        for room in &rooms {
-            if let Err(err) = join_room(inner, &*conn, room, None).await {
-                if let Some(reason) = fatal(&err) {
-                    return reason;
-                }
-            }
-        }
-    }
-    // Membership is in place: queued messages may go now.
-    flusher::trigger(inner);
     // Rooms whose position moved since the last `receipt:delivered`, and when to send it:
     // receipts are batched for RECEIPT_DELAY so a steady stream costs a few requests per
     // second, not one per message (the server rate-limits requests).
     let mut dirty: BTreeSet<RoomId> = BTreeSet::new();
     let mut receipt_due: Option<Instant> = None;
+    let rejoined = {
+        let _guard = inner.recv_lock.lock().await;
+        // Rooms a `join` caught up on this connection already are live: skipped.
+        let rooms: Vec<RoomId> = lock(&inner.rooms)
+            .iter()
+            .filter(|(room, view)| {
+                view.joined
+                    && !view.live
+                    && (!send_only || view.joined_here || pending_rooms.contains(room))
+            })
+            .map(|(room, _)| room.clone())
+            .collect();
+        match rejoin::rejoin(inner, &*conn, &rooms).await {
+            Ok(rejoined) => rejoined,
+            Err(err) => return fatal(&err).unwrap_or_else(|| err.to_string()),
+        }
+    };
+    // Membership is in place: queued messages may go now.
+    flusher::trigger(inner);
     {
         let _guard = inner.recv_lock.lock().await;
-        for room in &rooms {
-            if let Err(err) = catch_up(inner, &*conn, room).await {
-                if let Some(reason) = fatal(&err) {
-                    return reason;
-                }
-                // Its receipt (or a sync refused for good) is tried again with the next batch.
-                dirty.insert(room.clone());
-            }
+        if let Err(err) = rejoin::catch_up(inner, &*conn, rejoined, &mut dirty).await {
+            return fatal(&err).unwrap_or_else(|| err.to_string());
         }
     }
     if !dirty.is_empty() {
@@ -118,18 +132,38 @@ pub(crate) async fn run(
                     receipt_due = Some(Instant::now() + RECEIPT_DELAY);
                 }
             }
+            () = inner.receipts_wake.notified() => {
+                dirty.extend(std::mem::take(&mut *lock(&inner.receipts_due)));
+                if !dirty.is_empty() && receipt_due.is_none() {
+                    receipt_due = Some(Instant::now() + RECEIPT_DELAY);
+                }
+            }
             () = receipt_timer => {
                 receipt_due = None;
                 let _guard = inner.recv_lock.lock().await;
+                let mut wait = RECEIPT_DELAY * 4;
                 for room in std::mem::take(&mut dirty) {
-                    if let Err(err) = send_receipt(inner, &*conn, &room).await {
-                        if let Some(reason) = fatal(&err) { return reason; }
-                        // Refused (rate limited, …): try again with the next batch.
+                    if receipt_due.is_some() {
+                        // Rate limited: the rest wait with it rather than be refused too.
                         dirty.insert(room);
+                        continue;
+                    }
+                    match send_receipt(inner, &*conn, &room).await {
+                        Ok(()) => {}
+                        Err(RequestError::Rejected(refusal)) if refusal.code == ErrorCode::RateLimited => {
+                            wait = refusal.retry_after_ms.map_or(wait, Duration::from_millis).max(RECEIPT_DELAY);
+                            receipt_due = Some(Instant::now() + wait);
+                            dirty.insert(room);
+                        }
+                        Err(err) => {
+                            if let Some(reason) = fatal(&err) { return reason; }
+                            // Refused otherwise: try again with the next batch.
+                            dirty.insert(room);
+                        }
                     }
                 }
-                if !dirty.is_empty() {
-                    receipt_due = Some(Instant::now() + RECEIPT_DELAY * 4);
+                if !dirty.is_empty() && receipt_due.is_none() {
+                    receipt_due = Some(Instant::now() + wait);
                 }
             }
         }
@@ -137,7 +171,7 @@ pub(crate) async fn run(
 }
 
 /// A request error that ends the session (the link is gone), with its reason.
-fn fatal(err: &RequestError) -> Option<String> {
+pub(crate) fn fatal(err: &RequestError) -> Option<String> {
     match err {
         RequestError::Transport(err) => Some(err.to_string()),
         RequestError::NotConnected => Some("not connected".to_owned()),
@@ -170,6 +204,7 @@ async fn handle(
                 return Ok(());
             };
             let room = message.room.clone();
+            let seq = message.seq;
             let last = received_seq(inner, &room);
             if message.seq <= last {
                 return Ok(());
@@ -178,6 +213,11 @@ async fn handle(
                 hand_over(inner, &room, vec![message])?;
             } else {
                 sync_room(inner, conn, &room).await?;
+            }
+            // Everything up to a live message is handed over: a room whose catch-up was
+            // refused is live again from here.
+            if received_seq(inner, &room) >= seq {
+                mark_live(inner, &room);
             }
             dirty.insert(room);
         }

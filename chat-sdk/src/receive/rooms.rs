@@ -22,6 +22,9 @@ pub(crate) struct RoomView {
     /// Last `seq` the application took from the event stream; the store keeps it as the
     /// room's resume position, so a restart resumes after it.
     pub taken_seq: Seq,
+    /// Everything stored before this connection's catch-up of the room was handed over;
+    /// false from the start of each connection until then.
+    pub live: bool,
     /// The delivered watermark the server last confirmed for this client.
     pub receipt_sent: Seq,
     /// Every member, as of the last join and `room:member` events.

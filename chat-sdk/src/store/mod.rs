@@ -349,7 +349,9 @@ mod tests {
     fn room_positions_only_move_forward() {
         let store = Store::in_memory().expect("store");
         let room = RoomId::new("r").expect("room");
-        store.set_joined(&room, true).expect("join");
+        store
+            .set_joined(std::slice::from_ref(&room), true)
+            .expect("join");
         store.advance_position(&room, 5).expect("seq");
         store.advance_position(&room, 3).expect("seq");
         let rooms = store.rooms().expect("rooms");

@@ -38,14 +38,21 @@ impl Store {
         .collect()
     }
 
-    /// Records that the client joined (or left) a room, keeping its position.
-    pub(crate) fn set_joined(&self, room: &RoomId, joined: bool) -> Result<(), StoreError> {
-        let conn = self.writer()?;
-        conn.execute(
-            "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, ?2, NULL)
-             ON CONFLICT (room) DO UPDATE SET joined = excluded.joined",
-            params![room.as_str(), joined],
-        )?;
+    /// Records that the client joined (or left) rooms, keeping their positions; one
+    /// transaction.
+    pub(crate) fn set_joined(&self, rooms: &[RoomId], joined: bool) -> Result<(), StoreError> {
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO rooms (room, joined, last_seq) VALUES (?1, ?2, NULL)
+                 ON CONFLICT (room) DO UPDATE SET joined = excluded.joined",
+            )?;
+            for room in rooms {
+                stmt.execute(params![room.as_str(), joined])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
