@@ -145,18 +145,7 @@ async fn without_the_extension_rooms_are_rejoined_one_by_one() {
         "never asked of this server"
     );
 
-    let (bob, mut bob_events) = connect(&server, &server.url(), "bob").await;
-    bob.join_all(&rooms).await.expect("bob joins");
-    relay.refuse_new(true);
-    relay.reset_all();
-    let mut ids = Vec::new();
-    for room in &rooms {
-        let sent = bob
-            .send(room, format!("while alice was away, in {room}"))
-            .await;
-        ids.push(sent.expect("queued").client_id());
-    }
-    wait_all_sent(&mut bob_events, &ids, &mut Vec::new()).await;
+    let (bob, ids) = bob_posts_while_alice_is_away(&server, &relay, &rooms).await;
     relay.refuse_new(false);
     wait_caught_up(&mut alice_events, &rooms, &ids).await;
     assert_eq!(wire.requests_of("room:join"), 2 * ROOMS);
