@@ -434,3 +434,38 @@ fn a_killed_send_dash_has_printed_each_message_it_queued() {
         "every line was queued before the first was printed"
     );
 }
+
+/// `chat listen` of 1,000 rooms with the server's default limits: every room is joined
+/// and caught up (a `caught_up` line each) in one go, not refused for `rate_limited`.
+#[test]
+fn listen_of_a_thousand_rooms_works_under_the_default_limits() {
+    const ROOMS: usize = 1_000;
+    let server = Server::start();
+    let rooms: Vec<String> = (0..ROOMS).map(|i| format!("team-{i}")).collect();
+    let mut bob = server
+        .chat("bob")
+        .arg("listen")
+        .args(&rooms)
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn listen");
+    let mut lines = Lines::new(bob.stdout.take().expect("stdout"));
+    let mut live = std::collections::BTreeSet::new();
+    while live.len() < ROOMS {
+        let line = lines.wait_for("caught_up lines", |l| l.contains(r#""type":"caught_up""#));
+        let value: serde_json::Value = serde_json::from_str(&line).expect("json");
+        live.insert(value["room"].as_str().expect("a room").to_owned());
+    }
+    server
+        .cmd("alice")
+        .args(["send", "team-999", "hello, last room"])
+        .assert()
+        .success();
+    let message = lines.wait_for("the live message", |l| l.contains("hello, last room"));
+    let _ = bob.kill();
+    let _ = bob.wait();
+    let message: serde_json::Value = serde_json::from_str(&message).expect("json");
+    assert_eq!(message["room"], "team-999");
+}

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use chat_protocol::{RoomId, Seq};
 use chat_sdk::{ChatEvent, Client, ConnectionState};
 
-use super::{ensure_joined, interrupted, out};
+use super::{interrupted, join_all, out};
 use crate::cli::ListenArgs;
 use crate::config;
 use crate::connect;
@@ -59,8 +59,17 @@ async fn listen(
     let style = Style::stdout();
     let show_room = args.rooms.len() > 1;
     let mut printed: HashMap<RoomId, Seq> = HashMap::new();
+    // Every room in one go: one `room:resume` where the server has it, not a join and a
+    // sync per room (which the server's rate limit would spread over seconds).
+    let known = client.rooms();
+    let new_rooms: Vec<RoomId> = args
+        .rooms
+        .iter()
+        .filter(|room| !known.contains_key(*room))
+        .cloned()
+        .collect();
+    join_all(client, &new_rooms).await?;
     for room in &args.rooms {
-        ensure_joined(client, room).await?;
         if let Some(since) = args.since {
             let last = backlog(client, room, since, args.json, show_room, style).await?;
             printed.insert(room.clone(), last);

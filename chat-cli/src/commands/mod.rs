@@ -50,6 +50,17 @@ pub async fn join(client: &Client, room: &RoomId) -> Result<(), Fail> {
     }
 }
 
+/// Joins every room of `rooms` now (offline: as soon as the client connects).
+pub async fn join_all(client: &Client, rooms: &[RoomId]) -> Result<(), Fail> {
+    if rooms.is_empty() {
+        return Ok(());
+    }
+    match client.join_all(rooms).await {
+        Ok(()) | Err(RequestError::NotConnected) => Ok(()),
+        Err(err) => Err(Fail::from(err)),
+    }
+}
+
 /// Prints a line on stdout, ignoring a closed pipe (`chat listen | head` must not panic).
 pub fn out(line: &str) {
     use std::io::Write;
