@@ -31,6 +31,8 @@ pub struct ChildConfig {
     pub durable: bool,
     /// Rates and the connection cap raised out of the way (else the server's defaults).
     pub raised_limits: bool,
+    /// Whether the server offers `room:resume` (else it runs with `--no-resume`).
+    pub resume_extension: bool,
 }
 
 /// A running child server.
@@ -98,6 +100,9 @@ impl ChildServer {
             .kill_on_drop(true);
         if !self.config.durable {
             command.arg("--no-fsync");
+        }
+        if !self.config.resume_extension {
+            command.arg("--no-resume");
         }
         if self.config.raised_limits {
             command

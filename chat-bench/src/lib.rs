@@ -17,6 +17,7 @@ pub mod error;
 pub mod faults;
 pub mod idle;
 pub mod live;
+pub mod many_rooms;
 pub mod opts;
 pub mod plot;
 pub mod progress;

@@ -71,6 +71,17 @@ async fn run(opts: &Opts) -> Result<bool, BenchError> {
         }
         return Ok(true);
     }
+    if let Some(rooms) = opts.rooms_per_client {
+        let report = chat_bench::many_rooms::run(opts, rooms).await?;
+        print!("{}", chat_bench::many_rooms::human(&report));
+        if let Some(path) = &opts.json {
+            write_output(
+                path,
+                &serde_json::to_string_pretty(&report).unwrap_or_default(),
+            )?;
+        }
+        return Ok(report.clean());
+    }
     let report = chat_bench::run(opts).await?;
     print!("{}", human(&report));
     let _ = std::io::stdout().flush();

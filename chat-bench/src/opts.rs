@@ -73,6 +73,7 @@ impl SdkTransport {
 ///   chat-bench --compare --duration 10s
 ///   chat-bench --faults none --rate 2000 --json report.json
 ///   chat-bench --url http://127.0.0.1:7070 --jwt-secret SECRET --faults reset,blackhole
+///   chat-bench --rooms-per-client 1000
 #[derive(Parser, Clone, Debug)]
 #[command(name = "chat-bench", version, verbatim_doc_comment)]
 pub struct Opts {
@@ -138,6 +139,18 @@ pub struct Opts {
     /// per connection.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub idle_connections: Option<u32>,
+    /// Instead of a load run: one client in this many rooms; the server (with its default
+    /// limits) is SIGKILLed and restarted `--reconnects` times, and the report gives the
+    /// requests each reconnect cost and how long until every room was live again.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000), conflicts_with = "idle_connections")]
+    pub rooms_per_client: Option<u32>,
+    /// With `--rooms-per-client`: how many times the server is killed and restarted.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub reconnects: u32,
+    /// Start the server without the `room:resume` extension, so clients re-join room by
+    /// room (as with a server that lacks it).
+    #[arg(long)]
+    pub no_resume: bool,
     /// The executable started as the server (default: this program, which can serve).
     #[arg(long, hide = true)]
     pub server_exe: Option<PathBuf>,

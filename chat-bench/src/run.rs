@@ -67,6 +67,7 @@ impl Target {
             secret: secret.clone(),
             durable: !opts.no_fsync,
             raised_limits: opts.server_limits == crate::opts::ServerLimits::Raised,
+            resume_extension: !opts.no_resume,
         })
         .await?;
         Ok(Self {

@@ -40,21 +40,7 @@ pub async fn connect(
     transport: SdkTransport,
 ) -> Result<SdkClient, BenchError> {
     let fail = |message: String| BenchError::Client { index, message };
-    let mut builder = Client::builder(url, token)
-        // Reconnect fast (waits of 20 ms doubling to 250 ms, plus jitter): the faults here
-        // last half a second, and a longer cap would measure mostly the wait after the
-        // server is back. The SDK's default caps at 2 s, kinder to a big server restarting.
-        .retry_policy(RetryPolicy {
-            min_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(250),
-            ..RetryPolicy::default()
-        })
-        .ack_timeout(Duration::from_secs(2))
-        // A link silent for 250 ms is probed; a probe unanswered for 500 ms ends it. The
-        // probe touches no disk on the server, so it may be far shorter than the ack timeout.
-        .health_interval(Duration::from_millis(250))
-        .health_timeout(Duration::from_millis(500))
-        .connect_timeout(Duration::from_secs(2))
+    let mut builder = builder(url, token)
         .outbox_capacity(1_000_000)
         .transport(match transport {
             SdkTransport::Websocket => Arc::new(WebSocketTransport),
@@ -77,6 +63,25 @@ pub async fn connect(
         client,
         events,
     })
+}
+
+/// A client builder with the bench's timings.
+pub fn builder(url: &str, token: String) -> chat_sdk::ClientBuilder {
+    Client::builder(url, token)
+        // Reconnect fast (waits of 20 ms doubling to 250 ms, plus jitter): the faults here
+        // last half a second, and a longer cap would measure mostly the wait after the
+        // server is back. The SDK's default caps at 2 s, kinder to a big server restarting.
+        .retry_policy(RetryPolicy {
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(250),
+            ..RetryPolicy::default()
+        })
+        .ack_timeout(Duration::from_secs(2))
+        // A link silent for 250 ms is probed; a probe unanswered for 500 ms ends it. The
+        // probe touches no disk on the server, so it may be far shorter than the ack timeout.
+        .health_interval(Duration::from_millis(250))
+        .health_timeout(Duration::from_millis(500))
+        .connect_timeout(Duration::from_secs(2))
 }
 
 /// Most events taken from the stream at once: a client that fell behind catches up in

@@ -207,3 +207,20 @@ async fn sdk_stays_clean_under_the_servers_default_limits() {
     );
     assert_eq!(sdk.delivered, sdk.acked * 2);
 }
+
+/// `--rooms-per-client`: a user in 300 rooms, the server SIGKILLed twice under its default
+/// limits: each reconnect costs one `room:resume`, every room goes live again, and what
+/// other users sent during the outages arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_rooms_resume_in_one_request_per_reconnect() {
+    let options = opts(&["--rooms-per-client", "300", "--reconnects", "2"]);
+    let report = chat_bench::many_rooms::run(&options, 300)
+        .await
+        .expect("bench runs");
+    assert_eq!(report.server_limits, "default");
+    assert!(report.clean(), "{report:?}");
+    assert_eq!(report.requests_per_reconnect, vec![1, 1], "{report:?}");
+    assert_eq!(report.requests_by_name.get("room:resume"), Some(&2));
+    assert_eq!(report.room_live_ms.count, 600);
+    assert_eq!((report.sent, report.delivered), (200, 200));
+}

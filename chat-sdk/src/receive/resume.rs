@@ -18,8 +18,9 @@ use crate::client::shared::{lock, Inner};
 use crate::error::RequestError;
 use crate::transport::Connection;
 
-/// Room names one request carries at most, in bytes: well inside the server's 64 KiB packet.
-const MAX_REQUEST_BYTES: usize = 48 * 1024;
+/// The most one request's room list may take, in bytes: inside the server's 64 KiB packet
+/// with room for the Socket.IO framing.
+const MAX_REQUEST_BYTES: usize = 60 * 1024;
 
 /// What a resume left to do.
 #[derive(Debug, Default)]
@@ -41,17 +42,19 @@ pub(crate) async fn resume(
     rooms: &[RoomId],
 ) -> Result<Resumed, RequestError> {
     let mut resumed = Resumed::default();
-    for chunk in chunks(rooms) {
+    let entries: Vec<ResumeRoom> = {
+        let views = lock(&inner.rooms);
+        rooms
+            .iter()
+            .map(|room| ResumeRoom {
+                room: room.clone(),
+                after_seq: views.get(room).and_then(|view| view.received_seq),
+            })
+            .collect()
+    };
+    for (chunk, entries) in chunks(rooms, &entries) {
         let request = ResumeRooms {
-            rooms: chunk
-                .iter()
-                .map(|room| ResumeRoom {
-                    room: room.clone(),
-                    after_seq: lock(&inner.rooms)
-                        .get(room)
-                        .and_then(|view| view.received_seq),
-                })
-                .collect(),
+            rooms: entries.to_vec(),
             limit: Some(MAX_SYNC_LIMIT),
         };
         let answer: ResumeResult = match patiently(inner, conn, names::ROOM_RESUME, &request).await
@@ -94,22 +97,29 @@ pub(crate) async fn resume(
     Ok(resumed)
 }
 
-/// Splits `rooms` into requests of at most [`MAX_RESUME_ROOMS`] rooms and
-/// [`MAX_REQUEST_BYTES`] of names.
-fn chunks(rooms: &[RoomId]) -> Vec<&[RoomId]> {
+/// What one room takes in a request: its encoding and a comma.
+fn entry_bytes(entry: &ResumeRoom) -> usize {
+    serde_json::to_vec(entry).map_or(usize::MAX / 2, |bytes| bytes.len() + 1)
+}
+
+/// Splits `rooms` (and their `entries`, one each) into requests of at most
+/// [`MAX_RESUME_ROOMS`] rooms and [`MAX_REQUEST_BYTES`].
+fn chunks<'a>(
+    rooms: &'a [RoomId],
+    entries: &'a [ResumeRoom],
+) -> Vec<(&'a [RoomId], &'a [ResumeRoom])> {
     let mut chunks = Vec::new();
     let (mut start, mut bytes) = (0, 0);
-    for (i, room) in rooms.iter().enumerate() {
-        // `{"room":"…","after_seq":…},` with a 20-digit seq at most.
-        let size = room.as_str().len() + 40;
+    for (i, entry) in entries.iter().enumerate() {
+        let size = entry_bytes(entry);
         if i > start && (i - start == MAX_RESUME_ROOMS || bytes + size > MAX_REQUEST_BYTES) {
-            chunks.push(&rooms[start..i]);
+            chunks.push((&rooms[start..i], &entries[start..i]));
             (start, bytes) = (i, 0);
         }
         bytes += size;
     }
-    if start < rooms.len() {
-        chunks.push(&rooms[start..]);
+    if start < entries.len() {
+        chunks.push((&rooms[start..], &entries[start..]));
     }
     chunks
 }
@@ -118,32 +128,50 @@ fn chunks(rooms: &[RoomId]) -> Vec<&[RoomId]> {
 mod tests {
     use super::*;
 
-    fn rooms(n: usize, name_len: usize) -> Vec<RoomId> {
-        (0..n)
+    fn entries(
+        n: usize,
+        name_len: usize,
+        after_seq: Option<u64>,
+    ) -> (Vec<RoomId>, Vec<ResumeRoom>) {
+        let rooms: Vec<RoomId> = (0..n)
             .map(|i| RoomId::new(format!("{i:0>name_len$}")).expect("valid room"))
-            .collect()
+            .collect();
+        let entries = rooms
+            .iter()
+            .map(|room| ResumeRoom {
+                room: room.clone(),
+                after_seq,
+            })
+            .collect();
+        (rooms, entries)
+    }
+
+    fn sizes(chunks: &[(&[RoomId], &[ResumeRoom])]) -> Vec<usize> {
+        chunks.iter().map(|(rooms, _)| rooms.len()).collect()
     }
 
     #[test]
-    fn a_thousand_short_rooms_go_in_one_request() {
-        let rooms = rooms(1000, 8);
-        assert_eq!(chunks(&rooms).len(), 1);
+    fn a_thousand_rooms_with_short_names_go_in_one_request() {
+        let (rooms, entries) = entries(1000, 24, Some(123_456));
+        assert_eq!(sizes(&chunks(&rooms, &entries)), vec![1000]);
     }
 
     #[test]
     fn long_names_and_many_rooms_are_split_within_the_limits() {
-        let long = rooms(1000, 64);
-        let split = chunks(&long);
+        let (rooms, long) = entries(1000, 64, Some(u64::MAX));
+        let split = chunks(&rooms, &long);
         assert!(split.len() > 1);
-        assert!(split
-            .iter()
-            .all(|c| c.iter().map(|r| r.as_str().len() + 40).sum::<usize>() <= MAX_REQUEST_BYTES));
-        assert_eq!(split.iter().map(|c| c.len()).sum::<usize>(), 1000);
-        let many = rooms(2500, 4);
-        assert_eq!(
-            chunks(&many).iter().map(|c| c.len()).collect::<Vec<_>>(),
-            vec![1000, 1000, 500]
-        );
-        assert!(chunks(&[]).is_empty());
+        for (_, entries) in &split {
+            let request = ResumeRooms {
+                rooms: entries.to_vec(),
+                limit: Some(MAX_SYNC_LIMIT),
+            };
+            let encoded = serde_json::to_vec(&request).expect("encodes").len();
+            assert!(encoded <= MAX_REQUEST_BYTES + 64, "{encoded} bytes");
+        }
+        assert_eq!(sizes(&split).iter().sum::<usize>(), 1000);
+        let (rooms, many) = entries(2500, 4, None);
+        assert_eq!(sizes(&chunks(&rooms, &many)), vec![1000, 1000, 500]);
+        assert!(chunks(&[], &[]).is_empty());
     }
 }
