@@ -78,6 +78,7 @@ pub fn human(report: &ManyRoomsReport) -> String {
     let by_name: Vec<String> = report
         .requests_by_name
         .iter()
+        .filter(|(_, count)| **count > 0)
         .map(|(name, count)| format!("{name} {count}"))
         .collect();
     let worst_all = report.all_live_ms.iter().copied().fold(0.0_f64, f64::max);
@@ -204,8 +205,10 @@ pub async fn run(opts: &Opts, rooms_per_client: u32) -> Result<ManyRoomsReport, 
         let mut total = 0;
         for (name, count) in &after {
             let made = count - before.get(name).copied().unwrap_or(0);
-            total += made;
-            *report.requests_by_name.entry(name.clone()).or_insert(0) += made;
+            if made > 0 {
+                total += made;
+                *report.requests_by_name.entry(name.clone()).or_insert(0) += made;
+            }
         }
         report.requests_per_reconnect.push(total);
         let mut worst = Duration::ZERO;
