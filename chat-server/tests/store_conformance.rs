@@ -322,3 +322,123 @@ conformance!(
         a_closed_store_refuses_work,
     ]
 );
+
+/// Two maps of messages to seqs are the same; else says which entries differ (the maps are
+/// too big to print whole).
+fn assert_same(
+    left: &std::collections::HashMap<ClientId, u64>,
+    right: &std::collections::HashMap<ClientId, u64>,
+    left_name: &str,
+    right_name: &str,
+) {
+    let mut only_left: Vec<u64> = left
+        .iter()
+        .filter(|(id, seq)| right.get(*id) != Some(*seq))
+        .map(|(_, seq)| *seq)
+        .collect();
+    let mut only_right: Vec<u64> = right
+        .iter()
+        .filter(|(id, seq)| left.get(*id) != Some(*seq))
+        .map(|(_, seq)| *seq)
+        .collect();
+    only_left.sort_unstable();
+    only_right.sort_unstable();
+    assert!(
+        only_left.is_empty() && only_right.is_empty(),
+        "{} {left_name}, {} {right_name}; seqs only {left_name}: {only_left:?}; only {right_name}: {only_right:?}",
+        left.len(),
+        right.len()
+    );
+}
+
+/// The database fills up in the middle of group-committed batches (SQLite's `max_page_count`
+/// gives SQLITE_FULL, as a full disk does): every append answered "stored" is in the database
+/// at its seq and was published, every append refused is not stored, and the room's seqs have
+/// no gap; once there is room again (reopened without the cap), appends go on from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_filling_up_mid_batch_commits_exactly_what_it_answered() {
+    use chat_server::store::SqliteOptions;
+    use std::collections::HashMap;
+
+    const SENDERS: usize = 8;
+    const APPENDS: usize = 600;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("full.db");
+    let (feed, mut published) = unbounded_channel();
+    let options = SqliteOptions {
+        durable: true,
+        max_bytes: Some(1 << 20),
+    };
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open_with(&path, options, Some(feed)).expect("opens"));
+    for i in 0..SENDERS {
+        store
+            .join(&room("full"), &user(&format!("u{i}")))
+            .await
+            .expect("join");
+    }
+    // Many appends at once, so the store's writer takes them in batches; ~3 KiB each, so the
+    // 1 MiB cap is reached part way.
+    let body = "x".repeat(3_000);
+    let tasks: Vec<_> = (0..APPENDS)
+        .map(|i| {
+            let store = store.clone();
+            let new = message("full", &format!("u{}", i % SENDERS), &body);
+            tokio::spawn(async move {
+                let client_id = new.client_id;
+                (client_id, store.append(new).await)
+            })
+        })
+        .collect();
+    let mut answered: HashMap<ClientId, u64> = HashMap::new();
+    let mut refused = Vec::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            (_, Ok(Appended::Stored(stored))) => {
+                answered.insert(stored.client_id, stored.seq);
+            }
+            (client_id, Err(_)) => refused.push(client_id),
+            (_, Ok(other)) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        !answered.is_empty() && !refused.is_empty(),
+        "the cap was reached part way"
+    );
+    store.close().await.expect("closes");
+    drop(store);
+    let mut fanned_out = HashMap::new();
+    while let Ok(message) = published.try_recv() {
+        fanned_out.insert(message.client_id, message.seq);
+    }
+    assert_same(&fanned_out, &answered, "published", "answered stored");
+
+    let (store, _) = open_sqlite(&path);
+    let mut in_db = Vec::new();
+    let mut after = 0;
+    loop {
+        let Membership::Member(page) = store
+            .sync(&room("full"), &user("u0"), after, 500)
+            .await
+            .expect("sync")
+        else {
+            panic!("u0 is a member");
+        };
+        in_db.extend(page.messages.iter().map(|m| (m.client_id, m.seq)));
+        after = page.messages.last().map_or(after, |m| m.seq);
+        if !page.has_more {
+            assert_eq!(
+                page.last_seq as usize,
+                in_db.len(),
+                "no seq without its message"
+            );
+            break;
+        }
+    }
+    let seqs: Vec<u64> = in_db.iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(seqs, (1..=in_db.len() as u64).collect::<Vec<_>>(), "no gap");
+    let in_db: HashMap<ClientId, u64> = in_db.into_iter().collect();
+    assert_same(&in_db, &answered, "in the database", "answered stored");
+    let next = stored(&*store, message("full", "u0", "room again")).await;
+    assert_eq!(next.seq as usize, answered.len() + 1);
+}

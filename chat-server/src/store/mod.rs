@@ -13,7 +13,7 @@ use crate::error::StoreError;
 mod schema;
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// What `join` found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]

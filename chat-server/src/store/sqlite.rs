@@ -53,6 +53,17 @@ enum Command {
     Close(oneshot::Sender<()>),
 }
 
+/// How to open a [`SqliteStore`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// `synchronous=FULL` (every commit reaches the disk before it is answered); otherwise
+    /// `NORMAL`.
+    pub durable: bool,
+    /// The most the database may grow to, in bytes (SQLite's `max_page_count`); past it,
+    /// writes fail as on a full disk: answered `internal`, nothing of theirs committed.
+    pub max_bytes: Option<u64>,
+}
+
 /// SQLite-backed [`Store`].
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -67,11 +78,33 @@ impl SqliteStore {
     /// is sent on `feed` once committed, in commit order (so in `seq` order per room), before
     /// its `append` returns.
     pub fn open(path: &Path, durable: bool, feed: Option<Feed>) -> Result<Self, StoreError> {
+        Self::open_with(
+            path,
+            SqliteOptions {
+                durable,
+                max_bytes: None,
+            },
+            feed,
+        )
+    }
+
+    /// [`SqliteStore::open`] with every option.
+    pub fn open_with(
+        path: &Path,
+        options: SqliteOptions,
+        feed: Option<Feed>,
+    ) -> Result<Self, StoreError> {
+        let durable = options.durable;
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        if let Some(bytes) = options.max_bytes {
+            let page: u64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+            let pages = (bytes / page.max(1)).max(1);
+            conn.pragma_update(None, "max_page_count", pages)?;
+        }
         schema::migrate(&mut conn)?;
         let (commands, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -207,34 +240,71 @@ fn writer_loop(conn: Connection, durable: bool, receiver: mpsc::Receiver<Command
     }
 }
 
+/// Runs `jobs` in as few transactions as it can, each job in a savepoint of its own, and
+/// answers each once its transaction's outcome is known.
+///
+/// A job that fails rolls back to its savepoint alone. When SQLite rolls back the whole
+/// transaction by itself (SQLITE_FULL, an I/O error: it is then in autocommit mode), or a
+/// savepoint cannot be ended, nothing of the transaction is committed: its jobs are answered
+/// with the error, and the jobs not yet run start a new transaction — never run in
+/// autocommit mode, where each savepoint would commit on its own. A job whose savepoint
+/// cannot be opened is not run (its caller hears `Aborted`).
 fn run_batch(conn: &Connection, jobs: Vec<Job>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        // Dropping the jobs unrun answers each caller with `Aborted`: nothing was committed.
-        tracing::error!(error = %e, "cannot begin a transaction");
-        return;
-    }
-    let mut completions = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let savepoint = conn.execute_batch("SAVEPOINT job");
-        let (ok, completion) = job(conn);
-        if savepoint.is_ok() {
+    let mut pending = jobs.into_iter();
+    loop {
+        let mut next = pending.next();
+        if next.is_none() {
+            return;
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the jobs unrun answers each caller with `Aborted`: nothing was committed.
+            tracing::error!(error = %e, "cannot begin a transaction");
+            return;
+        }
+        let mut completions = Vec::new();
+        let mut broken = None;
+        while let Some(job) = next.take() {
+            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                tracing::error!(error = %e, "cannot open a savepoint; request refused");
+                drop(job);
+                if conn.is_autocommit() {
+                    broken = Some(format!("the transaction ended: {e}"));
+                    break;
+                }
+                next = pending.next();
+                continue;
+            }
+            let (ok, completion) = job(conn);
+            completions.push(completion);
+            if conn.is_autocommit() {
+                broken =
+                    Some("SQLite rolled the transaction back (disk full or I/O error)".to_owned());
+                break;
+            }
             let end = if ok {
                 "RELEASE job"
             } else {
                 "ROLLBACK TO job; RELEASE job"
             };
             if let Err(e) = conn.execute_batch(end) {
-                tracing::error!(error = %e, "savepoint end failed");
+                broken = Some(format!("cannot end a savepoint: {e}"));
+                break;
+            }
+            next = pending.next();
+        }
+        let outcome = match broken {
+            None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+            Some(reason) => Err(reason),
+        };
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, jobs = completions.len(), "batch not committed");
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
             }
         }
-        completions.push(completion);
-    }
-    let commit = conn.execute_batch("COMMIT").map_err(|e| {
-        let _ = conn.execute_batch("ROLLBACK");
-        e.to_string()
-    });
-    for completion in completions {
-        completion(commit.clone());
+        for completion in completions {
+            completion(outcome.clone());
+        }
     }
 }
 
