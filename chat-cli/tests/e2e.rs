@@ -386,7 +386,6 @@ fn presence_json_reports_online_and_never_seen_users() {
 /// the command had not queued everything yet.
 #[test]
 fn a_killed_send_dash_has_printed_each_message_it_queued() {
-    use std::io::Write;
     let server = Server::start();
     server
         .cmd("alice")
@@ -394,18 +393,7 @@ fn a_killed_send_dash_has_printed_each_message_it_queued() {
         .assert()
         .success();
     let lines_in: String = (0..5000).map(|i| format!("line {i}\n")).collect();
-    let mut child = server
-        .chat("alice")
-        .args(["send", "general", "-", "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn send -");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(lines_in.as_bytes()).expect("write stdin");
-    drop(stdin);
-    let mut lines = Lines::new(child.stdout.take().expect("stdout"));
+    let (mut child, mut lines) = server.send_dash("alice", "general", &lines_in);
     let mut printed = Vec::new();
     while printed.len() < 20 {
         let line = lines.wait_for("a queued line", |l| l.contains(r#""state":"queued""#));

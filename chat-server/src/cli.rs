@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// room by room, as with a server that lacks it.
     #[arg(long)]
     pub no_resume: bool,
+    /// Cap the database at this many MiB; past it writes are refused with `internal`, as on
+    /// a full disk.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_db_mib: Option<u64>,
 }
 
 /// The token secret, from `--jwt-secret` or `CHAT_JWT_SECRET`.
@@ -99,6 +103,7 @@ impl ServeArgs {
         config.presence_grace = self.presence_grace;
         config.tls = self.tls();
         config.resume_extension = !self.no_resume;
+        config.max_db_bytes = self.max_db_mib.map(|mib| mib.saturating_mul(1 << 20));
         Ok(config)
     }
 

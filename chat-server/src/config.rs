@@ -36,6 +36,9 @@ pub struct ServerConfig {
     /// `room:join` answer). On by default; off, the server speaks only the requests every
     /// server has, as a server without the extension does.
     pub resume_extension: bool,
+    /// The most the database may grow to, in bytes; past it every write is refused with
+    /// `internal`, as on a full disk (nothing is lost: clients retry). `None`: no cap.
+    pub max_db_bytes: Option<u64>,
 }
 
 impl ServerConfig {
@@ -53,6 +56,7 @@ impl ServerConfig {
             ping_timeout: Duration::from_secs(20),
             tls: None,
             resume_extension: true,
+            max_db_bytes: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::connection::{authenticate, on_connect};
 use crate::error::ServerError;
 use crate::fanout::{self, sockets_in};
 use crate::state::{user_key, AppState};
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqliteOptions, SqliteStore, Store};
 use crate::tls::{self, Tls};
 
 /// How long shutdown waits for connections to close before it stops waiting.
@@ -51,9 +51,13 @@ impl Server {
         }
         let tls = config.tls.as_ref().map(Tls::load).transpose()?;
         let (feed, feed_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (path, durable) = (config.db_path.clone(), config.durable);
+        let path = config.db_path.clone();
+        let options = SqliteOptions {
+            durable: config.durable,
+            max_bytes: config.max_db_bytes,
+        };
         let store: Arc<dyn Store> = Arc::new(
-            tokio::task::spawn_blocking(move || SqliteStore::open(&path, durable, Some(feed)))
+            tokio::task::spawn_blocking(move || SqliteStore::open_with(&path, options, Some(feed)))
                 .await
                 .map_err(|e| ServerError::Config(format!("store thread failed: {e}")))??,
         );

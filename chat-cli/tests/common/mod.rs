@@ -71,13 +71,13 @@ pub struct Server {
     child: Option<Child>,
     /// `127.0.0.1:<port>`, kept across restarts.
     pub addr: String,
-    /// `--tls-cert FILE --tls-key FILE`, or nothing for plain HTTP.
-    tls: Vec<std::ffi::OsString>,
+    /// Extra `chat serve` flags (`--tls-cert FILE --tls-key FILE`, limits, …).
+    args: Vec<std::ffi::OsString>,
     /// A temporary directory for the database, stores and config.
     pub dir: tempfile::TempDir,
 }
 
-fn spawn_server(listen: &str, db: &Path, tls: &[std::ffi::OsString]) -> (Child, String) {
+fn spawn_server(listen: &str, db: &Path, extra: &[std::ffi::OsString]) -> (Child, String) {
     let mut child = Command::new(bin())
         .args([
             "serve",
@@ -87,7 +87,7 @@ fn spawn_server(listen: &str, db: &Path, tls: &[std::ffi::OsString]) -> (Child, 
             SECRET,
             "--no-fsync",
         ])
-        .args(tls)
+        .args(extra)
         .args(["--presence-grace", "200ms", "--db"])
         .arg(db)
         .env_remove("RUST_LOG")
@@ -115,12 +115,17 @@ fn spawn_server(listen: &str, db: &Path, tls: &[std::ffi::OsString]) -> (Child, 
 impl Server {
     /// Starts a server on a free port.
     pub fn start() -> Self {
-        Self::start_with_tls(Vec::new())
+        Self::start_with_args(Vec::new())
+    }
+
+    /// Starts a server with extra `chat serve` flags.
+    pub fn start_with(args: &[&str]) -> Self {
+        Self::start_with_args(args.iter().map(Into::into).collect())
     }
 
     /// Starts a server that terminates TLS with `cert` (`chat serve --tls-cert --tls-key`).
     pub fn start_tls(cert: &chat_testkit::TestCert) -> Self {
-        Self::start_with_tls(vec![
+        Self::start_with_args(vec![
             "--tls-cert".into(),
             cert.cert_path().into(),
             "--tls-key".into(),
@@ -128,9 +133,9 @@ impl Server {
         ])
     }
 
-    fn start_with_tls(tls: Vec<std::ffi::OsString>) -> Self {
+    fn start_with_args(args: Vec<std::ffi::OsString>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (child, addr) = spawn_server("127.0.0.1:0", &dir.path().join("server.db"), &tls);
+        let (child, addr) = spawn_server("127.0.0.1:0", &dir.path().join("server.db"), &args);
         assert!(
             !addr.is_empty(),
             "chat serve printed no `listening on` line"
@@ -138,18 +143,22 @@ impl Server {
         Self {
             child: Some(child),
             addr,
-            tls,
+            args,
             dir,
         }
     }
 
     /// URL of the server: `https://` with TLS, else `http://`.
     pub fn url(&self) -> String {
-        let scheme = if self.tls.is_empty() { "http" } else { "https" };
+        let scheme = if self.args.iter().any(|a| a == "--tls-cert") {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}", self.addr)
     }
 
-    /// Kills the server (the database stays).
+    /// Kills the server with SIGKILL (the database stays).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -157,11 +166,17 @@ impl Server {
         }
     }
 
+    /// Starts it again on the same port and database, with other extra flags.
+    pub fn resume_with(&mut self, args: &[&str]) {
+        self.args = args.iter().map(Into::into).collect();
+        self.resume();
+    }
+
     /// Starts it again on the same port and database.
     pub fn resume(&mut self) {
         for _ in 0..50 {
             let (mut child, addr) =
-                spawn_server(&self.addr, &self.dir.path().join("server.db"), &self.tls);
+                spawn_server(&self.addr, &self.dir.path().join("server.db"), &self.args);
             if addr == self.addr {
                 self.child = Some(child);
                 return;
@@ -189,6 +204,25 @@ impl Server {
         let mut command = Command::new(bin());
         self.configure(&mut command, user);
         command
+    }
+
+    /// `chat send <room> - --json` as `user`, running, with `input` written to its stdin
+    /// (then closed) and its stdout read line by line.
+    pub fn send_dash(&self, user: &str, room: &str, input: &str) -> (Child, Lines) {
+        use std::io::Write;
+        let mut child = self
+            .chat(user)
+            .args(["send", room, "-", "--json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn send -");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+        drop(stdin);
+        let lines = Lines::new(child.stdout.take().expect("stdout"));
+        (child, lines)
     }
 
     /// The same as [`Server::chat`] for `assert_cmd`, with a timeout.
