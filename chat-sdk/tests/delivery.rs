@@ -240,6 +240,35 @@ async fn messages_taken_in_a_batch_are_not_handed_over_again_after_a_restart() {
     bob.close().await;
 }
 
+/// The application may go on taking events from the stream of a client it closed (or
+/// dropped): those messages' positions are kept too, so a restart does not hand them over
+/// again.
+#[tokio::test]
+async fn messages_taken_after_close_are_not_handed_over_again_after_a_restart() {
+    let server = TestServer::start().await.expect("server starts");
+    let store = server.temp_path("bob.db");
+    let general = room("general");
+    let (alice, mut alice_events) = connect(&server, &server.url(), "alice").await;
+    alice.join(&general).await.expect("alice joins");
+    let bodies: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+    {
+        let (bob, mut bob_events) = bob_on(&server, &store).await;
+        bob.join(&general).await.expect("bob joins");
+        send_all(&alice, &general, &bodies[..4]).await;
+        wait_until(&mut alice_events, || bob.received_seq(&general) == Some(4)).await;
+        bob.close().await;
+        drop(bob);
+        // Taken after the close, and after the client is gone.
+        let taken = collect_messages(&mut bob_events, &general, 4).await;
+        assert_exactly_once_in_order(&taken, &bodies[..4], 1);
+    }
+    send_all(&alice, &general, &bodies[4..]).await;
+    let (bob, mut bob_events) = bob_on(&server, &store).await;
+    let next = collect_messages(&mut bob_events, &general, 1).await;
+    assert_exactly_once_in_order(&next, &bodies[4..], 5);
+    bob.close().await;
+}
+
 /// Bob's client on the outbox file `store`.
 async fn bob_on(
     server: &TestServer,

@@ -313,6 +313,7 @@ impl ClientBuilder {
         let events = Events {
             rx,
             inner: Arc::downgrade(&inner),
+            store: inner.store.clone(),
         };
         Ok((inner, events))
     }

@@ -7,12 +7,13 @@
 use chat_protocol::{
     ClientId, Message, Presence, ReceiptUpdate, RoomId, RoomMember, Seq, TypingUpdate,
 };
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
 use super::positions;
 use crate::client::shared::Inner;
+use crate::store::Store;
 
 use crate::{ConnectionState, MessageState, OutgoingMessage};
 
@@ -68,6 +69,8 @@ pub enum ChatEvent {
 pub struct Events {
     pub(crate) rx: mpsc::UnboundedReceiver<ChatEvent>,
     pub(crate) inner: Weak<Inner>,
+    /// Where positions go, also after the client was closed or dropped.
+    pub(crate) store: Arc<Store>,
 }
 
 impl Events {
@@ -130,8 +133,7 @@ impl Events {
 
     /// Hands what the application took to the receive path, which records the positions.
     fn taken(&self, events: &[ChatEvent]) {
-        if let Some(inner) = self.inner.upgrade() {
-            positions::record_taken(&inner, events);
-        }
+        let inner = self.inner.upgrade();
+        positions::record_taken(inner.as_deref(), &self.store, events);
     }
 }

@@ -10,10 +10,12 @@ use chat_protocol::{RoomId, Seq};
 
 use crate::client::shared::{lock, Inner};
 use crate::receive::ChatEvent;
+use crate::store::Store;
 
 /// Records the positions of the messages among `events` (just taken by the application):
-/// one store write for all of them.
-pub(crate) fn record_taken(inner: &Inner, events: &[ChatEvent]) {
+/// one store write for all of them. `inner` is gone once the client was dropped; the store
+/// still takes the positions.
+pub(crate) fn record_taken(inner: Option<&Inner>, store: &Store, events: &[ChatEvent]) {
     let mut newest: Vec<(&RoomId, Seq)> = Vec::new();
     for event in events {
         if let ChatEvent::Message(message) = event {
@@ -26,14 +28,14 @@ pub(crate) fn record_taken(inner: &Inner, events: &[ChatEvent]) {
     if newest.is_empty() {
         return;
     }
-    {
+    if let Some(inner) = inner {
         let mut rooms = lock(&inner.rooms);
         for (room, seq) in &newest {
             let view = rooms.entry((*room).clone()).or_default();
             view.taken_seq = view.taken_seq.max(*seq);
         }
     }
-    if let Err(err) = inner.store.advance_positions(&newest) {
+    if let Err(err) = store.advance_positions(&newest) {
         tracing::warn!(error = %err, "could not record the room positions");
     }
 }

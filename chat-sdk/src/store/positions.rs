@@ -73,8 +73,13 @@ impl Store {
     }
 
     /// Records several rooms' positions (never moving one back) in one transaction.
+    ///
+    /// Also after the client let go of the file: the application may still take events
+    /// from the stream of a closed client, and its position must not be dropped (the
+    /// messages would be handed over again after a restart). A late write is safe beside a
+    /// new owner: it only ever moves a position forward, to a message the application took.
     pub(crate) fn advance_positions(&self, positions: &[(&RoomId, Seq)]) -> Result<(), StoreError> {
-        let mut conn = self.writer()?;
+        let mut conn = self.lock();
         let tx = conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
