@@ -447,6 +447,49 @@ async fn a_user_over_its_connection_cap_gets_a_typed_refusal(transport: Arc<dyn 
 }
 
 /// Runs each case on each transport, in a module per transport.
+/// A raw connection of `user` on `transport`.
+async fn raw_connection(
+    transport: &Arc<dyn Transport>,
+    server: &TestServer,
+    user: &str,
+) -> Arc<dyn chat_sdk::transport::Connection> {
+    let request = chat_sdk::transport::ConnectRequest {
+        url: server.url(),
+        tls: chat_sdk::transport::TlsConfig::default(),
+        auth: serde_json::json!({ "token": server.token(user) }),
+        connect_timeout: Duration::from_secs(3),
+        ack_timeout: Duration::from_secs(3),
+        inbound_capacity: 1024,
+    };
+    let (conn, _inbound) = transport.connect(request).await.expect("connects");
+    conn
+}
+
+/// Defect: closing a rust_socketio connection from a thread outside the runtime did not
+/// disconnect it (the disconnect needs a runtime): the server kept the socket. Closing now
+/// disconnects on the connection's own runtime, and the server sees the user go.
+async fn a_connection_closed_from_a_plain_thread_is_disconnected(transport: Arc<dyn Transport>) {
+    let server = TestServer::start().await.expect("server starts");
+    let general = room("general");
+    let (bob, mut bob_events) = connect(&server, &server.url(), "bob").await;
+    bob.join(&general).await.expect("bob joins");
+    let alice = raw_connection(&transport, &server, "alice").await;
+    alice
+        .request("room:join", serde_json::json!({ "room": "general" }))
+        .await
+        .expect("alice joins");
+    let closing = alice.clone();
+    std::thread::spawn(move || closing.close("closed from a plain thread"))
+        .join()
+        .expect("thread");
+    wait_for(&mut bob_events, |event| match event {
+        chat_sdk::ChatEvent::Presence(p) if p.user.as_str() == "alice" && !p.online => Some(()),
+        _ => None,
+    })
+    .await;
+    bob.close().await;
+}
+
 macro_rules! cases {
     ($($case:ident),* $(,)?) => {
         cases!(@on on_socketio, SocketIoTransport, $($case),*);
@@ -480,4 +523,5 @@ cases!(
     a_request_in_flight_when_the_link_drops_fails_fast,
     a_token_refused_on_reconnect_is_refreshed_or_reported,
     a_user_over_its_connection_cap_gets_a_typed_refusal,
+    a_connection_closed_from_a_plain_thread_is_disconnected,
 );

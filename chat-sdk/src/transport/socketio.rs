@@ -3,9 +3,15 @@
 //! - A fresh rust_socketio client per connection, its own reconnection switched off: old
 //!   acks die with the old client, and only the SDK's supervisor reconnects.
 //! - One `emit_with_ack` in flight per client (a mutex), because concurrent acks corrupt its
-//!   ack list (random ids in `0..999`, removal by index, a panicking receive task).
-//! - Its ack timeout never fires a callback, so ours is a `tokio::time` timeout; when it
-//!   passes, the connection is closed rather than trusted again.
+//!   ack list (random ids in `0..999`, removal by index, a panicking receive task). The
+//!   emit and the wait for its ack run on a task of their own that holds the mutex, so a
+//!   caller that gives up (a health probe past its timeout) does not free the turn while
+//!   rust_socketio still waits for that ack.
+//! - Its ack timeout never fires a callback, so ours is a `tokio::time` timeout, over the
+//!   emit as over the wait; when it passes, the connection is closed rather than trusted
+//!   again.
+//! - Closing disconnects on the runtime the connection was made on, so a connection closed
+//!   from a thread outside it is still disconnected.
 //! - A refused handshake returns `Ok` from `connect()` and only raises an `Error` event with
 //!   `Received an ConnectError frame: {...}`: we wait for the Socket.IO `CONNECT` (or that
 //!   error) before reporting success, and parse the code out of it.
@@ -181,11 +187,14 @@ impl Transport for SocketIoTransport {
             Ok(Ok(client)) => client,
         };
         let connection = Arc::new(SioConnection {
-            client,
-            death,
-            in_flight: tokio::sync::Mutex::new(()),
+            link: Arc::new(Link {
+                client,
+                death,
+                disconnected: AtomicBool::new(false),
+                runtime: tokio::runtime::Handle::current(),
+            }),
+            in_flight: Arc::new(tokio::sync::Mutex::new(())),
             ack_timeout: request.ack_timeout,
-            disconnected: AtomicBool::new(false),
             heard,
         });
 
@@ -210,34 +219,51 @@ impl Transport for SocketIoTransport {
 
 /// One rust_socketio client, used for one connection only.
 struct SioConnection {
-    client: SioClient,
-    death: Arc<DeathSignal>,
-    /// Held for the whole of a request: one `emit_with_ack` in flight at a time.
-    in_flight: tokio::sync::Mutex<()>,
+    link: Arc<Link>,
+    /// Held for the whole of a request, by the task that makes it: one `emit_with_ack` in
+    /// flight at a time.
+    in_flight: Arc<tokio::sync::Mutex<()>>,
     ack_timeout: Duration,
-    disconnected: AtomicBool,
     /// When the last event or ack arrived.
     heard: Arc<LastHeard>,
 }
 
-impl std::fmt::Debug for SioConnection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SioConnection")
-            .field("closed", &self.death.reason())
-            .finish_non_exhaustive()
-    }
+/// The client and what closing it needs, shared with the request tasks.
+struct Link {
+    client: SioClient,
+    death: Arc<DeathSignal>,
+    disconnected: AtomicBool,
+    /// The runtime the connection was made on: closing disconnects there.
+    runtime: tokio::runtime::Handle,
 }
 
-#[async_trait]
-impl Connection for SioConnection {
-    async fn request(&self, event: &str, payload: Value) -> Result<Value, TransportError> {
-        let _turn = self.in_flight.lock().await;
+impl Link {
+    fn close(&self, reason: &str) {
+        self.death.kill(reason);
+        if self.disconnected.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let client = self.client.clone();
+        self.runtime.spawn(async move {
+            let _ = tokio::time::timeout(DISCONNECT_TIMEOUT, client.disconnect()).await;
+        });
+    }
+
+    /// Emits `event` and waits for its ack, holding the turn `_turn` until the ack came or
+    /// the connection was given up.
+    async fn request(
+        self: Arc<Self>,
+        _turn: tokio::sync::OwnedMutexGuard<()>,
+        event: String,
+        payload: Value,
+        ack_timeout: Duration,
+        heard: Arc<LastHeard>,
+    ) -> Result<Value, TransportError> {
         if let Some(reason) = self.death.reason() {
             return Err(TransportError::Closed(reason));
         }
         let (tx, rx) = oneshot::channel::<Payload>();
         let slot = Arc::new(Mutex::new(Some(tx)));
-        let heard = self.heard.clone();
         let callback = move |payload: Payload, _: SioClient| {
             // The callback runs under rust_socketio's ack-list lock: only hand the payload on.
             heard.now();
@@ -248,14 +274,24 @@ impl Connection for SioConnection {
             }
             async {}.boxed()
         };
-        if let Err(err) = self
-            .client
-            .emit_with_ack(event, payload, self.ack_timeout, callback)
-            .await
-        {
-            let reason = format!("emit failed: {err}");
-            self.close(&reason);
-            return Err(TransportError::Closed(reason));
+        let deadline = Instant::now() + ack_timeout;
+        let emitted = tokio::time::timeout_at(
+            deadline,
+            self.client
+                .emit_with_ack(event.as_str(), payload, ack_timeout, callback),
+        )
+        .await;
+        match emitted {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                let reason = format!("emit failed: {err}");
+                self.close(&reason);
+                return Err(TransportError::Closed(reason));
+            }
+            Err(_) => {
+                self.close("emit timeout");
+                return Err(TransportError::AckTimeout(ack_timeout));
+            }
         }
         tokio::select! {
             answer = rx => match answer {
@@ -263,30 +299,64 @@ impl Connection for SioConnection {
                 Err(_) => Err(TransportError::Closed("ack callback dropped".into())),
             },
             reason = self.death.wait() => Err(TransportError::Closed(reason)),
-            () = tokio::time::sleep(self.ack_timeout) => {
+            () = tokio::time::sleep_until(deadline) => {
                 self.close("ack timeout");
+                Err(TransportError::AckTimeout(ack_timeout))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for SioConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SioConnection")
+            .field("closed", &self.link.death.reason())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Connection for SioConnection {
+    async fn request(&self, event: &str, payload: Value) -> Result<Value, TransportError> {
+        let turn = self.in_flight.clone().lock_owned().await;
+        // On a task of its own: if this caller stops waiting, the task still holds the turn
+        // until rust_socketio's ack came or the connection was given up.
+        let task = self.link.runtime.spawn(self.link.clone().request(
+            turn,
+            event.to_owned(),
+            payload,
+            self.ack_timeout,
+            self.heard.clone(),
+        ));
+        task.await.unwrap_or_else(|stopped| {
+            Err(TransportError::Closed(format!("request task: {stopped}")))
+        })
+    }
+
+    async fn emit(&self, event: &str, payload: Value) -> Result<(), TransportError> {
+        if let Some(reason) = self.link.death.reason() {
+            return Err(TransportError::Closed(reason));
+        }
+        match tokio::time::timeout(self.ack_timeout, self.link.client.emit(event, payload)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => {
+                let reason = format!("emit failed: {err}");
+                self.close(&reason);
+                Err(TransportError::Closed(reason))
+            }
+            Err(_) => {
+                self.close("emit timeout");
                 Err(TransportError::AckTimeout(self.ack_timeout))
             }
         }
     }
 
-    async fn emit(&self, event: &str, payload: Value) -> Result<(), TransportError> {
-        if let Some(reason) = self.death.reason() {
-            return Err(TransportError::Closed(reason));
-        }
-        self.client.emit(event, payload).await.map_err(|err| {
-            let reason = format!("emit failed: {err}");
-            self.close(&reason);
-            TransportError::Closed(reason)
-        })
-    }
-
     async fn closed(&self) -> String {
-        self.death.wait().await
+        self.link.death.wait().await
     }
 
     fn is_closed(&self) -> bool {
-        self.death.reason().is_some()
+        self.link.death.reason().is_some()
     }
 
     fn last_heard(&self) -> Option<std::time::Instant> {
@@ -294,16 +364,7 @@ impl Connection for SioConnection {
     }
 
     fn close(&self, reason: &str) {
-        self.death.kill(reason);
-        if self.disconnected.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let client = self.client.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = tokio::time::timeout(DISCONNECT_TIMEOUT, client.disconnect()).await;
-            });
-        }
+        self.link.close(reason);
     }
 }
 
