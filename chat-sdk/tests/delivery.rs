@@ -280,3 +280,57 @@ async fn bob_on(
         .await
         .expect("bob connects")
 }
+
+/// A room whose other member stays away while many messages are sent: the sender follows
+/// only `receipt_tracking` of them in memory, and still every one becomes delivered, then
+/// read, when the member comes back — the rest are followed through the outbox file.
+#[tokio::test]
+async fn receipts_reach_messages_past_the_in_memory_tracking_limit() {
+    const SENT: usize = 12;
+    let server = TestServer::start_with(|config| config.rates.send_per_sec = 10_000)
+        .await
+        .expect("server starts");
+    let general = room("general");
+    let (bob, bob_events) = connect(&server, &server.url(), "bob").await;
+    bob.join(&general).await.expect("bob joins");
+    bob.close().await;
+    drop(bob_events);
+    let (alice, mut alice_events) = builder(&server.url(), server.token("alice"))
+        .receipt_tracking(3)
+        .connect()
+        .await
+        .expect("alice connects");
+    alice.join(&general).await.expect("alice joins");
+    let bodies: Vec<String> = (0..SENT).map(|i| format!("m{i}")).collect();
+    let ids = send_all(&alice, &general, &bodies).await;
+    wait_all_sent(&mut alice_events, &ids, &mut Vec::new()).await;
+
+    let (bob, mut bob_events) = connect(&server, &server.url(), "bob").await;
+    bob.join(&general).await.expect("bob comes back");
+    collect_messages(&mut bob_events, &general, SENT).await;
+    bob.mark_read(&general).await.expect("read");
+    let mut read = std::collections::HashSet::new();
+    tokio::time::timeout(PATIENCE, async {
+        while read.len() < SENT {
+            if let ChatEvent::Status {
+                client_id,
+                state: MessageState::Read { .. },
+                ..
+            } = alice_events.recv().await.expect("stream")
+            {
+                read.insert(client_id);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} of {SENT} messages read", read.len()));
+    for id in &ids {
+        let message = alice.outbox().get(*id).expect("store").expect("listed");
+        assert!(
+            matches!(message.state, MessageState::Read { .. }),
+            "{message:?}"
+        );
+    }
+    alice.close().await;
+    bob.close().await;
+}

@@ -56,6 +56,7 @@ pub struct ClientBuilder {
     health_interval: Duration,
     health_timeout: Option<Duration>,
     outbox_capacity: usize,
+    receipt_tracking: usize,
     ttl: Option<Duration>,
     transport: Arc<dyn Transport>,
     extra_roots: Vec<PathBuf>,
@@ -108,6 +109,7 @@ impl ClientBuilder {
             health_interval: config::DEFAULT_HEALTH_INTERVAL,
             health_timeout: None,
             outbox_capacity: config::DEFAULT_OUTBOX_CAPACITY,
+            receipt_tracking: config::DEFAULT_RECEIPT_TRACKING,
             ttl: None,
             transport: Arc::new(WebSocketTransport),
             extra_roots: Vec::new(),
@@ -207,6 +209,16 @@ impl ClientBuilder {
         self
     }
 
+    /// How many of its acknowledged messages per room the client follows in memory until
+    /// receipts make them delivered and read (default 10,000). Past it — a room whose
+    /// other member stays away while many are sent — the oldest are followed through the
+    /// outbox file instead: their statuses still move, at the cost of a query per receipt in
+    /// that room, and memory stays bounded.
+    pub fn receipt_tracking(mut self, per_room: usize) -> Self {
+        self.receipt_tracking = per_room.max(1);
+        self
+    }
+
     /// A message still unsent `ttl` after being queued becomes `Failed { Expired }` instead
     /// of being sent (default: no limit). A message already handed to the server once is
     /// never expired (it may be stored); it is resent until acknowledged.
@@ -290,6 +302,7 @@ impl ClientBuilder {
             health_interval: self.health_interval,
             health_timeout: self.health_timeout.unwrap_or(self.ack_timeout),
             outbox_capacity: self.outbox_capacity,
+            receipt_tracking: self.receipt_tracking,
             ttl: self.ttl,
             transport: self.transport,
             tls,

@@ -87,6 +87,8 @@ pub(crate) struct Config {
     pub health_interval: Duration,
     pub health_timeout: Duration,
     pub outbox_capacity: usize,
+    /// Most acknowledged messages per room followed in memory for receipts.
+    pub receipt_tracking: usize,
     pub ttl: Option<Duration>,
     pub transport: Arc<dyn Transport>,
     pub tls: TlsConfig,
@@ -120,5 +122,8 @@ pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// Default cap on unsent messages.
 pub(crate) const DEFAULT_OUTBOX_CAPACITY: usize = 10_000;
+
+/// Default for [`ClientBuilder::receipt_tracking`](crate::ClientBuilder::receipt_tracking).
+pub(crate) const DEFAULT_RECEIPT_TRACKING: usize = 10_000;
 /// Default inbound event buffer per connection.
 pub(crate) const DEFAULT_INBOUND_CAPACITY: usize = 65_536;

@@ -6,6 +6,10 @@
 //! `watermarks` field) and from `receipt:update` events; membership from the join answer
 //! and `room:member` events. A room with no other member makes every message delivered and
 //! read at once: nobody else is waiting for it.
+//!
+//! The messages waiting for receipts are kept in memory, at most
+//! [`receipt_tracking`](crate::ClientBuilder::receipt_tracking) per room and state; past it
+//! the oldest are left to the store, which receipts of that room then also query.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +43,7 @@ fn others_floor(inner: &Inner, room: &RoomId) -> Option<(Seq, Seq)> {
 /// Remembers an acknowledged message of this client (`Sent` or `Delivered`) so receipts
 /// can move it on. The caller holds `status_lock` (or is alone, at start).
 pub(crate) fn track(inner: &Inner, room: &RoomId, client_id: ClientId, state: &MessageState) {
+    let limit = inner.config.receipt_tracking;
     let mut rooms = lock(&inner.rooms);
     let view = rooms.entry(room.clone()).or_default();
     match state {
@@ -54,6 +59,14 @@ pub(crate) fn track(inner: &Inner, room: &RoomId, client_id: ClientId, state: &M
         }
         _ => {}
     }
+    let over = view.awaiting_delivery.len() > limit || view.awaiting_read.len() > limit;
+    while view.awaiting_delivery.len() > limit {
+        view.awaiting_delivery.pop_first();
+    }
+    while view.awaiting_read.len() > limit {
+        view.awaiting_read.pop_first();
+    }
+    view.untracked |= over;
 }
 
 /// Removes and returns the entries of `map` at or below `up_to`, in `seq` order.
@@ -79,7 +92,7 @@ pub(crate) fn refresh_room(inner: &Inner, room: &RoomId) -> Result<(), StoreErro
     };
     let _guard = lock(&inner.status_lock);
     let mut moves = Vec::new();
-    {
+    let untracked = {
         let mut rooms = lock(&inner.rooms);
         let Some(view) = rooms.get_mut(room) else {
             return Ok(());
@@ -105,6 +118,65 @@ pub(crate) fn refresh_room(inner: &Inner, room: &RoomId) -> Result<(), StoreErro
             moves.push((waiting.client_id, state));
             view.awaiting_read.insert(seq, waiting);
         }
+        view.untracked
+    };
+    if untracked {
+        untracked_moves(inner, room, (delivered, read), &mut moves)?;
     }
     transitions::record_receipts(inner, room, moves)
+}
+
+/// Adds the moves of the room's acknowledged messages that only the store follows, and
+/// notes when the store holds no more of them than memory does.
+fn untracked_moves(
+    inner: &Inner,
+    room: &RoomId,
+    (delivered, read): (Seq, Seq),
+    moves: &mut Vec<(ClientId, MessageState)>,
+) -> Result<(), StoreError> {
+    let moving: std::collections::HashSet<ClientId> = moves.iter().map(|(id, _)| *id).collect();
+    let acknowledged = inner.store.awaiting_receipts_in(room)?;
+    // Messages that will still wait for a receipt after these moves, counted in the store;
+    // the ones memory just moved to `Delivered` are among them.
+    let mut still_waiting = moves
+        .iter()
+        .filter(|(_, state)| matches!(state, MessageState::Delivered { .. }))
+        .count();
+    for message in &acknowledged {
+        if moving.contains(&message.client_id) {
+            continue;
+        }
+        let next = match &message.state {
+            MessageState::Sent { id, seq } | MessageState::Delivered { id, seq }
+                if *seq <= read =>
+            {
+                Some(MessageState::Read {
+                    id: id.clone(),
+                    seq: *seq,
+                })
+            }
+            MessageState::Sent { id, seq } if *seq <= delivered => Some(MessageState::Delivered {
+                id: id.clone(),
+                seq: *seq,
+            }),
+            _ => None,
+        };
+        match next {
+            Some(state) => {
+                if matches!(state, MessageState::Delivered { .. }) {
+                    still_waiting += 1;
+                }
+                moves.push((message.client_id, state));
+            }
+            None => still_waiting += 1,
+        }
+    }
+    let mut rooms = lock(&inner.rooms);
+    if let Some(view) = rooms.get_mut(room) {
+        let tracked = view.awaiting_delivery.len() + view.awaiting_read.len();
+        if still_waiting <= tracked {
+            view.untracked = false;
+        }
+    }
+    Ok(())
 }

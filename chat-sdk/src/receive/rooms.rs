@@ -37,6 +37,9 @@ pub(crate) struct RoomView {
     pub awaiting_delivery: BTreeMap<Seq, AwaitingReceipt>,
     /// See `awaiting_delivery`.
     pub awaiting_read: BTreeMap<Seq, AwaitingReceipt>,
+    /// Some acknowledged messages of the room are not in the two maps above (they were
+    /// over the client's receipt-tracking limit): receipts also look in the store.
+    pub untracked: bool,
 }
 
 /// An acknowledged message of this client that receipts can still move on.

@@ -153,6 +153,22 @@ impl Store {
         rows.map(|row| row?).collect()
     }
 
+    /// The acknowledged messages of `room` that receipts can still move (`Sent` or
+    /// `Delivered`), oldest first. A scan of the outbox: used only for a room with more of
+    /// them than the client follows in memory.
+    pub(crate) fn awaiting_receipts_in(
+        &self,
+        room: &RoomId,
+    ) -> Result<Vec<OutgoingMessage>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT * FROM outbox WHERE kind IN ('sent', 'delivered') AND room = ?1
+             ORDER BY position",
+        )?;
+        let rows = stmt.query_map([room.as_str()], row_to_message)?;
+        rows.map(|row| row?).collect()
+    }
+
     /// Sets the state of several acknowledged messages in one transaction (a receipt moves
     /// a run of them at once). Messages no longer in the outbox are skipped; the result says,
     /// for each change, whether its message was there.
