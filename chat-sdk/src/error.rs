@@ -11,7 +11,11 @@ use chat_protocol::{ClientId, ErrorBody, ErrorCode, ValidationError};
 pub enum StoreError {
     /// SQLite reported an error.
     #[error("store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// The disk (or the outbox's size cap, `ClientBuilder::outbox_max_bytes`) is full:
+    /// nothing of this change was written, and what the outbox held before is intact.
+    #[error("the outbox's disk is full: nothing was written ({0})")]
+    Full(rusqlite::Error),
     /// A row could not be decoded (the file was written by an incompatible version or edited).
     #[error("store holds an unreadable row: {0}")]
     Corrupt(String),
@@ -41,6 +45,16 @@ pub enum StoreError {
         /// The process id of the client holding it, when it could be read.
         holder: Option<u32>,
     },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            Self::Full(error)
+        } else {
+            Self::Sqlite(error)
+        }
+    }
 }
 
 fn holder_text(holder: Option<u32>) -> String {

@@ -900,3 +900,60 @@ async fn a_send_only_client_joins_the_room_of_a_message_queued_offline() {
     );
     bot.close().await;
 }
+
+/// The outbox's disk fills up (here a size cap, which SQLite meets as a full disk): `send`
+/// fails with `StoreError::Full` and queues nothing, and every message queued before is
+/// still sent, once each and in order, when the client starts again with room on the disk.
+#[tokio::test]
+async fn a_full_outbox_disk_refuses_the_send_and_keeps_what_was_queued() {
+    let server = TestServer::start_with(|config| config.rates.send_per_sec = 10_000)
+        .await
+        .expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay starts");
+    let store = server.temp_path("alice.db");
+    let general = room("general");
+    let (alice, _events) = builder(&relay.url(), server.token("alice"))
+        .store_path(&store)
+        .outbox_max_bytes(256 * 1024)
+        .connect()
+        .await
+        .expect("alice connects");
+    alice.join(&general).await.expect("alice joins");
+    relay.refuse_new(true);
+    relay.reset_all();
+    let body = "x".repeat(3_000);
+    let mut queued = 0;
+    let refused = loop {
+        match alice.send(&general, format!("{queued} {body}")).await {
+            Ok(_) => queued += 1,
+            Err(err) => break err,
+        }
+        assert!(queued < 1_000, "the cap was never reached");
+    };
+    assert!(
+        matches!(refused, SendError::Store(StoreError::Full(_))),
+        "{refused:?}"
+    );
+    assert!(queued > 10, "{queued} queued before the disk was full");
+    alice.close().await;
+    relay.refuse_new(false);
+
+    let (alice, mut events) = builder(&server.url(), server.token("alice"))
+        .store_path(&store)
+        .connect()
+        .await
+        .expect("alice starts again with room on the disk");
+    let ids: Vec<_> = alice
+        .outbox()
+        .list()
+        .expect("list")
+        .iter()
+        .map(|m| m.client_id)
+        .collect();
+    assert_eq!(ids.len(), queued, "nothing queued was lost");
+    wait_all_sent(&mut events, &ids, &mut Vec::new()).await;
+    let stored = stored(&alice, &general).await;
+    let bodies: Vec<String> = (0..queued).map(|i| format!("{i} {body}")).collect();
+    assert_exactly_once_in_order(&stored, &bodies, 1);
+    alice.close().await;
+}

@@ -57,6 +57,7 @@ pub struct ClientBuilder {
     health_timeout: Option<Duration>,
     outbox_capacity: usize,
     receipt_tracking: usize,
+    outbox_max_bytes: Option<u64>,
     ttl: Option<Duration>,
     transport: Arc<dyn Transport>,
     extra_roots: Vec<PathBuf>,
@@ -110,6 +111,7 @@ impl ClientBuilder {
             health_timeout: None,
             outbox_capacity: config::DEFAULT_OUTBOX_CAPACITY,
             receipt_tracking: config::DEFAULT_RECEIPT_TRACKING,
+            outbox_max_bytes: None,
             ttl: None,
             transport: Arc::new(WebSocketTransport),
             extra_roots: Vec::new(),
@@ -209,6 +211,15 @@ impl ClientBuilder {
         self
     }
 
+    /// The most the outbox file may grow to, in bytes (default: as far as the disk allows).
+    /// Past it — as on a full disk — `send` fails with
+    /// [`StoreError::Full`](crate::StoreError::Full) and queues nothing; what was queued
+    /// before stays queued and is sent.
+    pub fn outbox_max_bytes(mut self, bytes: u64) -> Self {
+        self.outbox_max_bytes = Some(bytes);
+        self
+    }
+
     /// How many of its acknowledged messages per room the client follows in memory until
     /// receipts make them delivered and read (default 10,000). Past it — a room whose
     /// other member stays away while many are sent — the oldest are followed through the
@@ -287,7 +298,7 @@ impl ClientBuilder {
                     "choose where the outbox lives: store_path(..) or in_memory()".into(),
                 ))
             }
-            StoreChoice::File(path) => Store::open(path)?,
+            StoreChoice::File(path) => Store::open_capped(path, self.outbox_max_bytes)?,
             StoreChoice::Memory => Store::in_memory()?,
         };
         let tls = TlsConfig::with_extra_roots(self.extra_roots).map_err(ConnectError::Config)?;

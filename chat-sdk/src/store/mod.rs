@@ -67,8 +67,18 @@ impl Store {
     /// Opens (creating if needed) the store at `path` as its one owner: fails with
     /// [`StoreError::InUse`] while another client owns it.
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_capped(path, None)
+    }
+
+    /// [`Store::open`], the file growing to at most `max_bytes` (SQLite's
+    /// `max_page_count`): past it writes fail with [`StoreError::Full`], as on a full disk.
+    pub(crate) fn open_capped(path: &Path, max_bytes: Option<u64>) -> Result<Self, StoreError> {
         let owner = OwnerLock::acquire(path)?;
         let conn = rusqlite::Connection::open(path)?;
+        if let Some(bytes) = max_bytes {
+            let page: u64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+            conn.pragma_update(None, "max_page_count", (bytes / page.max(1)).max(1))?;
+        }
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         let wal = mode.eq_ignore_ascii_case("wal");
