@@ -46,7 +46,7 @@ pub fn emit_to<A: Adapter, T: Serialize + ?Sized>(
 }
 
 /// Fans out committed messages, in commit order, until the feed closes.
-pub async fn run<A: Adapter>(io: SocketIo<A>, mut feed: mpsc::UnboundedReceiver<Message>) {
+pub async fn run<A: Adapter>(io: SocketIo<A>, mut feed: mpsc::Receiver<Message>) {
     while let Some(message) = feed.recv().await {
         emit_to(
             &io,

@@ -50,7 +50,7 @@ impl Server {
             )));
         }
         let tls = config.tls.as_ref().map(Tls::load).transpose()?;
-        let (feed, feed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (feed, feed_rx) = tokio::sync::mpsc::channel(crate::store::FEED_CAPACITY);
         let path = config.db_path.clone();
         let options = SqliteOptions {
             durable: config.durable,

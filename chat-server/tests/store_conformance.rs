@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chat_protocol::{Body, ClientId, Message, RoomId, UserId};
 use chat_server::store::{Appended, Membership, NewMessage, SqliteStore, Store};
 use chat_server::StoreError;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{channel, Receiver};
 
 fn room(name: &str) -> RoomId {
     RoomId::new(name).expect("valid room")
@@ -36,10 +36,10 @@ async fn stored(store: &dyn Store, new: NewMessage) -> Message {
     }
 }
 
-type Opened = (Arc<dyn Store>, UnboundedReceiver<Message>);
+type Opened = (Arc<dyn Store>, Receiver<Message>);
 
 fn open_sqlite(path: &Path) -> Opened {
-    let (feed, feed_rx) = unbounded_channel();
+    let (feed, feed_rx) = channel(chat_server::store::FEED_CAPACITY);
     let store = SqliteStore::open(path, true, Some(feed)).expect("opens");
     (Arc::new(store), feed_rx)
 }
@@ -364,7 +364,7 @@ async fn a_database_filling_up_mid_batch_commits_exactly_what_it_answered() {
     const APPENDS: usize = 600;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("full.db");
-    let (feed, mut published) = unbounded_channel();
+    let (feed, mut published) = channel(APPENDS);
     let options = SqliteOptions {
         durable: true,
         max_bytes: Some(1 << 20),
@@ -441,4 +441,33 @@ async fn a_database_filling_up_mid_batch_commits_exactly_what_it_answered() {
     assert_same(&in_db, &answered, "in the database", "answered stored");
     let next = stored(&*store, message("full", "u0", "room again")).await;
     assert_eq!(next.seq as usize, answered.len() + 1);
+}
+
+/// The commit feed is bounded: with a one-slot feed read only while the appends run, the
+/// writer waits for the reader instead of dropping a message or growing the feed, and every
+/// message is published once, in commit order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_feed_reader_holds_the_writer_back_and_loses_nothing() {
+    const APPENDS: usize = 40;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (feed, mut published) = channel(1);
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("slow.db"), false, Some(feed)).expect("opens"));
+    store.join(&room("r"), &user("u")).await.expect("join");
+    let tasks: Vec<_> = (0..APPENDS)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(message("r", "u", "x")).await })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    while seqs.len() < APPENDS {
+        let message = published.recv().await.expect("published");
+        seqs.push(message.seq);
+    }
+    for task in tasks {
+        assert!(matches!(task.await.expect("task"), Ok(Appended::Stored(_))));
+    }
+    assert_eq!(seqs, (1..=APPENDS as u64).collect::<Vec<_>>());
+    assert!(published.try_recv().is_err(), "nothing published twice");
 }

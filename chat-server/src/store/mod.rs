@@ -13,7 +13,7 @@ use crate::error::StoreError;
 mod schema;
 mod sqlite;
 
-pub use sqlite::{SqliteOptions, SqliteStore};
+pub use sqlite::{Feed, SqliteOptions, SqliteStore, FEED_CAPACITY};
 
 /// What `join` found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]

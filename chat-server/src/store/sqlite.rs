@@ -35,8 +35,13 @@ const MAX_BATCH: usize = 512;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 
-/// Where committed messages are published, in commit order.
-pub type Feed = tokio::sync::mpsc::UnboundedSender<Message>;
+/// Where committed messages are published, in commit order. Bounded: when its reader (the
+/// fan-out) falls this far behind, the writer waits for it, so commits slow down rather
+/// than memory grow.
+pub type Feed = tokio::sync::mpsc::Sender<Message>;
+
+/// A good capacity for a [`Feed`]: far more than one group commit (512) publishes.
+pub const FEED_CAPACITY: usize = 8_192;
 
 /// Whether a request's commit must reach the disk before it is answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,7 +159,9 @@ impl SqliteStore {
                 };
                 if let (Ok(value), Some(feed)) = (&outcome, feed) {
                     if let Some(message) = published(value) {
-                        let _ = feed.send(message);
+                        // On the writer thread, never inside the runtime: a full feed
+                        // holds the writer until the fan-out catches up.
+                        let _ = feed.blocking_send(message);
                     }
                 }
                 let _ = reply.send(outcome);
