@@ -2,6 +2,7 @@
 
 mod common;
 
+use chat_sdk::chat_protocol::{ClientId, Seq};
 use chat_sdk::{ChatEvent, MessageState, Milestone};
 use chat_testkit::TestServer;
 use common::*;
@@ -332,5 +333,101 @@ async fn receipts_reach_messages_past_the_in_memory_tracking_limit() {
         );
     }
     alice.close().await;
+    bob.close().await;
+}
+
+/// One user on three devices at once, each sending while the others do, beside another
+/// user: every device gets every message of the room exactly once and in the same (`seq`)
+/// order — its own, its sibling devices', and the other user's — and a device's message is
+/// delivered only once the *other user* received it, not when a sibling device did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_on_three_devices_gets_everything_once_in_order() {
+    const EACH: usize = 5;
+    let server = TestServer::start_with(|config| config.rates.send_per_sec = 10_000)
+        .await
+        .expect("server starts");
+    let general = room("general");
+    let mut devices = Vec::new();
+    for name in ["laptop", "phone", "tablet"] {
+        let (client, events) = builder(&server.url(), server.token("alice"))
+            .device(name)
+            .connect()
+            .await
+            .expect("a device connects");
+        client.join(&general).await.expect("joins");
+        devices.push((name, client, events));
+    }
+    let (bob, _bob_events) = connect(&server, &server.url(), "bob").await;
+    bob.join(&general).await.expect("bob joins");
+    bob.close().await;
+    // Each device sends its messages at the same time as the others.
+    let sends = devices.iter().map(|(name, client, _)| {
+        let bodies: Vec<String> = (0..EACH).map(|i| format!("{name} {i}")).collect();
+        let client = client.clone();
+        let general = general.clone();
+        async move { send_all(&client, &general, &bodies).await }
+    });
+    let ids: Vec<ClientId> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut orders = Vec::new();
+    for (_, _, events) in &mut devices {
+        let got = collect_messages(events, &general, 3 * EACH).await;
+        let seqs: Vec<Seq> = got.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=(3 * EACH) as Seq).collect::<Vec<_>>());
+        let mut unique: Vec<ClientId> = got.iter().map(|m| m.client_id).collect();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 3 * EACH, "each message once");
+        orders.push(got.iter().map(|m| m.client_id).collect::<Vec<_>>());
+    }
+    assert!(
+        orders.windows(2).all(|w| w[0] == w[1]),
+        "the same order on every device"
+    );
+    // Bob is away: his siblings' receipts do not make a message delivered.
+    for (_, client, _) in &devices {
+        for message in client.outbox().list().expect("list") {
+            assert!(
+                !matches!(
+                    message.state,
+                    MessageState::Delivered { .. } | MessageState::Read { .. }
+                ),
+                "{:?} before bob received anything",
+                message.state
+            );
+        }
+    }
+    let (bob, mut bob_again) = connect(&server, &server.url(), "bob").await;
+    bob.join(&general).await.expect("bob is back");
+    collect_messages(&mut bob_again, &general, 3 * EACH).await;
+    for (_, client, events) in &mut devices {
+        let own: Vec<ClientId> = client
+            .outbox()
+            .list()
+            .expect("list")
+            .iter()
+            .map(|m| m.client_id)
+            .collect();
+        let mut delivered = std::collections::HashSet::new();
+        tokio::time::timeout(PATIENCE, async {
+            while delivered.len() < own.len() {
+                if let ChatEvent::Status {
+                    client_id,
+                    state: MessageState::Delivered { .. } | MessageState::Read { .. },
+                    ..
+                } = events.recv().await.expect("stream")
+                {
+                    delivered.insert(client_id);
+                }
+            }
+        })
+        .await
+        .expect("each device's messages are delivered once bob has them");
+        client.close().await;
+    }
+    assert_eq!(ids.len(), 3 * EACH);
     bob.close().await;
 }
