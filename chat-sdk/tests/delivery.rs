@@ -310,21 +310,10 @@ async fn receipts_reach_messages_past_the_in_memory_tracking_limit() {
     bob.join(&general).await.expect("bob comes back");
     collect_messages(&mut bob_events, &general, SENT).await;
     bob.mark_read(&general).await.expect("read");
-    let mut read = std::collections::HashSet::new();
-    tokio::time::timeout(PATIENCE, async {
-        while read.len() < SENT {
-            if let ChatEvent::Status {
-                client_id,
-                state: MessageState::Read { .. },
-                ..
-            } = alice_events.recv().await.expect("stream")
-            {
-                read.insert(client_id);
-            }
-        }
+    wait_states(&mut alice_events, &ids, |state| {
+        matches!(state, MessageState::Read { .. })
     })
-    .await
-    .unwrap_or_else(|_| panic!("{} of {SENT} messages read", read.len()));
+    .await;
     for id in &ids {
         let message = alice.outbox().get(*id).expect("store").expect("listed");
         assert!(
@@ -404,28 +393,14 @@ async fn one_user_on_three_devices_gets_everything_once_in_order() {
     bob.join(&general).await.expect("bob is back");
     collect_messages(&mut bob_again, &general, 3 * EACH).await;
     for (_, client, events) in &mut devices {
-        let own: Vec<ClientId> = client
-            .outbox()
-            .list()
-            .expect("list")
-            .iter()
-            .map(|m| m.client_id)
-            .collect();
-        let mut delivered = std::collections::HashSet::new();
-        tokio::time::timeout(PATIENCE, async {
-            while delivered.len() < own.len() {
-                if let ChatEvent::Status {
-                    client_id,
-                    state: MessageState::Delivered { .. } | MessageState::Read { .. },
-                    ..
-                } = events.recv().await.expect("stream")
-                {
-                    delivered.insert(client_id);
-                }
-            }
+        let own = outbox_ids(client);
+        wait_states(events, &own, |state| {
+            matches!(
+                state,
+                MessageState::Delivered { .. } | MessageState::Read { .. }
+            )
         })
-        .await
-        .expect("each device's messages are delivered once bob has them");
+        .await;
         client.close().await;
     }
     assert_eq!(ids.len(), 3 * EACH);

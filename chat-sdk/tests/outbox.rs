@@ -943,13 +943,7 @@ async fn a_full_outbox_disk_refuses_the_send_and_keeps_what_was_queued() {
         .connect()
         .await
         .expect("alice starts again with room on the disk");
-    let ids: Vec<_> = alice
-        .outbox()
-        .list()
-        .expect("list")
-        .iter()
-        .map(|m| m.client_id)
-        .collect();
+    let ids = outbox_ids(&alice);
     assert_eq!(ids.len(), queued, "nothing queued was lost");
     wait_all_sent(&mut events, &ids, &mut Vec::new()).await;
     let stored = stored(&alice, &general).await;

@@ -197,3 +197,37 @@ pub fn all_acked(client: &Client) -> bool {
         .iter()
         .all(|m| m.state.seq().is_some())
 }
+
+/// The ids of every message in `client`'s outbox, in queue order.
+pub fn outbox_ids(client: &Client) -> Vec<ClientId> {
+    client
+        .outbox()
+        .list()
+        .expect("outbox list")
+        .iter()
+        .map(|m| m.client_id)
+        .collect()
+}
+
+/// Waits until each message of `ids` was announced in a state `reached` accepts.
+pub async fn wait_states(
+    events: &mut Events,
+    ids: &[ClientId],
+    reached: impl Fn(&MessageState) -> bool,
+) {
+    let mut seen = std::collections::HashSet::new();
+    tokio::time::timeout(PATIENCE, async {
+        while seen.len() < ids.len() {
+            if let ChatEvent::Status {
+                client_id, state, ..
+            } = events.recv().await.expect("event stream ended")
+            {
+                if ids.contains(&client_id) && reached(&state) {
+                    seen.insert(client_id);
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} of {} messages reached the state", seen.len(), ids.len()));
+}
