@@ -380,3 +380,45 @@ async fn a_token_about_to_expire_is_refreshed_before_connecting() {
     );
     alice.close().await;
 }
+
+/// A receiver too slow to read: its socket stops being read (the relay holds it) while a
+/// flood comes, so the server's buffer for it fills and the server drops the socket rather
+/// than skip a message. When the reader resumes it sees the close, reconnects and catches
+/// up: every message once, in order. (Its health check is set too slow to act first: the
+/// reconnect is the server's doing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_too_slow_to_read_is_dropped_and_resumes_with_nothing_lost() {
+    const MESSAGES: usize = 4_000;
+    let server = TestServer::start_with(|config| {
+        config.rates.send_per_sec = 100_000;
+        config.limits.socket_buffer_packets = 16;
+    })
+    .await
+    .expect("server starts");
+    let relay = Relay::start(server.addr()).await.expect("relay starts");
+    let general = room("general");
+    let (alice, mut alice_events) = connect(&server, &server.url(), "alice").await;
+    alice.join(&general).await.expect("alice joins");
+    let (bob, mut bob_events) = builder(&relay.url(), server.token("bob"))
+        .health_interval(std::time::Duration::from_secs(120))
+        .ack_timeout(std::time::Duration::from_secs(120))
+        .connect()
+        .await
+        .expect("bob connects");
+    bob.join(&general).await.expect("bob joins");
+    relay.blackhole_all();
+    let body = "y".repeat(3_900);
+    let bodies: Vec<String> = (0..MESSAGES).map(|i| format!("{i} {body}")).collect();
+    let ids = send_all(&alice, &general, &bodies).await;
+    wait_all_sent(&mut alice_events, &ids, &mut Vec::new()).await;
+    relay.forward_all();
+    let got = collect_messages(&mut bob_events, &general, MESSAGES).await;
+    assert_exactly_once_in_order(&got, &bodies, 1);
+    assert_eq!(
+        relay.accepted(),
+        2,
+        "bob reconnected once: the server dropped his socket"
+    );
+    alice.close().await;
+    bob.close().await;
+}

@@ -125,14 +125,14 @@ impl Server {
     /// Disconnects every socket of `user` from the server side.
     pub fn kick_user(&self, user: &UserId) {
         for socket in sockets_in(&self.io, vec![user_key(user)]) {
-            let _ = socket.disconnect();
+            fanout::disconnect(socket);
         }
     }
 
     /// Disconnects every socket from the server side.
     pub fn kick_all(&self) {
         for socket in self.io.of("/").map(|ns| ns.sockets()).unwrap_or_default() {
-            let _ = socket.disconnect();
+            fanout::disconnect(socket);
         }
     }
 

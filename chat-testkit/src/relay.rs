@@ -4,7 +4,7 @@
 //! connection to the upstream address and bytes are copied both ways. On command the relay
 //! resets every current connection (`SO_LINGER` 0 then close, so the peer sees an RST) or
 //! blackholes them (stops copying and keeps both sockets open, so only a heartbeat or an
-//! ack timeout can notice). New connections are forwarded normally either way, unless the
+//! ack timeout can notice), and can forward them again (a reader that was only slow). New connections are forwarded normally either way, unless the
 //! relay is told to refuse them.
 
 use std::net::SocketAddr;
@@ -185,6 +185,13 @@ impl Relay {
     /// sockets stay open until [`Relay::reset_all`] or the relay is dropped.
     pub fn blackhole_all(&self) -> usize {
         self.broadcast(Command::Blackhole)
+    }
+
+    /// Forwards again on every current connection (after [`Relay::blackhole_all`]): what
+    /// piled up while nothing was read flows on, as from a reader that was only slow.
+    /// Returns how many.
+    pub fn forward_all(&self) -> usize {
+        self.broadcast(Command::Forward)
     }
 
     /// Refuses (resets) new connections while `refuse` is true, as if the server were down.

@@ -76,7 +76,7 @@ fn send_ack(socket: &SocketRef, ack: AckSender, reply: Value) {
         // promptly instead of waiting for its ack timeout.
         Err(e) => {
             tracing::warn!(sid = %socket.id, error = %e, "ack could not be sent; disconnecting socket");
-            let _ = socket.clone().disconnect();
+            crate::fanout::disconnect(socket.clone());
         }
     }
 }
