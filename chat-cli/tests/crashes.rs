@@ -123,3 +123,79 @@ fn a_server_whose_disk_fills_answers_internal_and_loses_nothing_acked() {
         );
     }
 }
+
+/// `chat outbox retry` SIGKILLed at whatever point it has reached, again and again: the
+/// message is always still there, failed or queued, never gone or doubled (the retry is
+/// one commit); once the server accepts it, a flush stores it exactly once.
+#[test]
+fn a_retry_killed_at_any_point_leaves_the_message_failed_or_queued_never_lost() {
+    let mut server = Server::start_with(&["--max-body-chars", "10"]);
+    server
+        .cmd("alice")
+        .args(["send", "general", "longer than ten characters"])
+        .assert()
+        .code(1);
+    let rows = |server: &Server| {
+        let listed = server
+            .cmd("alice")
+            .args(["outbox", "list", "--json"])
+            .assert()
+            .success();
+        json_lines(&listed.get_output().stdout)
+    };
+    let listed = rows(&server);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["state"]["state"], "failed", "{:?}", listed[0]);
+    let id = listed[0]["client_id"].as_str().expect("id").to_owned();
+    let mut interrupted_after = 0;
+    for i in 0..20 {
+        let mut retry = server
+            .chat("alice")
+            .args(["outbox", "retry", &id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn retry");
+        // Kill it at a different point of its run each time: before, during or after.
+        std::thread::sleep(std::time::Duration::from_millis(i));
+        let _ = retry.kill();
+        let _ = retry.wait();
+        let listed = rows(&server);
+        assert_eq!(listed.len(), 1, "one row, whatever the kill interrupted");
+        match listed[0]["state"]["state"].as_str().unwrap_or("") {
+            "failed" => {}
+            "queued" => {
+                interrupted_after += 1;
+                // Refused again by the server (too long): failed, for the next round.
+                server
+                    .cmd("alice")
+                    .args(["outbox", "flush", "--timeout", "5s"])
+                    .assert()
+                    .code(1);
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert!(
+        interrupted_after > 0,
+        "no retry ever got to commit before the kill"
+    );
+    server.stop();
+    server.resume_with(&[]);
+    if rows(&server)[0]["state"]["state"] == "failed" {
+        server
+            .cmd("alice")
+            .args(["outbox", "retry", &id])
+            .assert()
+            .success();
+    }
+    server
+        .cmd("alice")
+        .args(["outbox", "flush", "--timeout", "20s"])
+        .assert()
+        .success();
+    assert_eq!(
+        history(&server, "alice", "general"),
+        ["longer than ten characters"]
+    );
+}
