@@ -40,7 +40,8 @@ pub struct ManyRoomsReport {
     /// Whether the server offered `room:resume`.
     pub resume_extension: bool,
     /// Requests the client made from the server's return until every room was live, per
-    /// reconnect (in reconnect order).
+    /// connection it made meanwhile (one, unless a link was given up again), in restart
+    /// order.
     pub requests_per_reconnect: Vec<u64>,
     /// The same, by request name, summed over the reconnects.
     pub requests_by_name: BTreeMap<String, u64>,
@@ -203,14 +204,19 @@ pub async fn run(opts: &Opts, rooms_per_client: u32) -> Result<ManyRoomsReport, 
         };
         let after = counter.snapshot();
         let mut total = 0;
+        let mut connections = 1;
         for (name, count) in &after {
             let made = count - before.get(name).copied().unwrap_or(0);
-            if made > 0 {
+            if name == CONNECT {
+                connections = made.max(1);
+            } else if made > 0 {
                 total += made;
                 *report.requests_by_name.entry(name.clone()).or_insert(0) += made;
             }
         }
-        report.requests_per_reconnect.push(total);
+        report
+            .requests_per_reconnect
+            .push(total.div_ceil(connections));
         let mut worst = Duration::ZERO;
         for at in live {
             let since = at.saturating_duration_since(back);
@@ -333,9 +339,12 @@ async fn read(mut events: Events, log: Arc<ReaderLog>) {
     }
 }
 
-/// Requests put on the wire, by name.
+/// Requests put on the wire, by name; connections made under the key `connect`.
 #[derive(Debug, Default)]
 struct RequestCounter(Mutex<BTreeMap<String, u64>>);
+
+/// The key [`RequestCounter`] counts connections under.
+const CONNECT: &str = "connect";
 
 impl RequestCounter {
     fn snapshot(&self) -> BTreeMap<String, u64> {
@@ -362,6 +371,9 @@ impl Transport for CountingTransport {
         request: ConnectRequest,
     ) -> Result<(Arc<dyn Connection>, mpsc::Receiver<Inbound>), TransportError> {
         let (inner, inbound) = WebSocketTransport.connect(request).await?;
+        if let Ok(mut counts) = self.counter.0.lock() {
+            *counts.entry(CONNECT.to_owned()).or_insert(0) += 1;
+        }
         let counted: Arc<dyn Connection> = Arc::new(CountingConnection {
             inner,
             counter: self.counter.clone(),

@@ -220,7 +220,11 @@ async fn many_rooms_resume_in_one_request_per_reconnect() {
     assert_eq!(report.server_limits, "default");
     assert!(report.clean(), "{report:?}");
     assert_eq!(report.requests_per_reconnect, vec![1, 1], "{report:?}");
-    assert_eq!(report.requests_by_name.get("room:resume"), Some(&2));
+    assert!(report.requests_by_name.get("room:resume") >= Some(&2));
+    assert!(
+        !report.requests_by_name.contains_key("room:join"),
+        "{report:?}"
+    );
     assert_eq!(report.room_live_ms.count, 600);
     assert_eq!((report.sent, report.delivered), (200, 200));
 }
