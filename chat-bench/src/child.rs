@@ -42,6 +42,8 @@ pub struct ChildServer {
     addr: SocketAddr,
     child: Option<Child>,
     stdin: Option<ChildStdin>,
+    /// CPU seconds of the incarnations that ended (killed or stopped).
+    ended_cpu_s: f64,
 }
 
 impl ChildServer {
@@ -52,6 +54,7 @@ impl ChildServer {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             child: None,
             stdin: None,
+            ended_cpu_s: 0.0,
         };
         server.spawn().await?;
         Ok(server)
@@ -170,8 +173,24 @@ impl ChildServer {
             .map_err(|e| BenchError::Server(e.to_string()))
     }
 
+    /// CPU seconds the server used so far, over every incarnation (`None` without `/proc`).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        match self.pid() {
+            Some(pid) => crate::cpu::process_seconds(Some(pid)).map(|s| s + self.ended_cpu_s),
+            None => Some(self.ended_cpu_s),
+        }
+    }
+
+    /// Adds the running incarnation's CPU time to `ended_cpu_s`, before it ends.
+    fn account_cpu(&mut self) {
+        if let Some(seconds) = crate::cpu::process_seconds(self.pid()) {
+            self.ended_cpu_s += seconds;
+        }
+    }
+
     /// Kills the server with SIGKILL and waits for it to be gone.
     pub async fn kill(&mut self) {
+        self.account_cpu();
         // SIGKILL first: closing stdin first would start a graceful shutdown.
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
@@ -187,6 +206,7 @@ impl ChildServer {
 
     /// Stops the server gracefully (closing stdin), killing it if it does not stop.
     pub async fn stop(&mut self) {
+        self.account_cpu();
         self.stdin = None;
         if let Some(mut child) = self.child.take() {
             if tokio::time::timeout(Duration::from_secs(10), child.wait())

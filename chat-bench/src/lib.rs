@@ -13,6 +13,7 @@
 
 pub mod accounting;
 pub mod child;
+pub mod cpu;
 pub mod error;
 pub mod faults;
 pub mod idle;

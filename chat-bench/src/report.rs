@@ -93,6 +93,37 @@ pub struct RunReport {
     pub reconnect_ms: Percentiles,
     /// For messages queued before a restart and stored after: from the server being back to stored.
     pub restart_to_stored_ms: Percentiles,
+    /// CPU time the run cost, from `/proc`.
+    pub cpu: CpuCost,
+}
+
+/// CPU time a run cost: the bench process (its clients) and the server it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct CpuCost {
+    /// CPU seconds of the bench process during the run.
+    pub bench_s: Option<f64>,
+    /// CPU seconds of the server during the run (`None` for a server the bench did not start).
+    pub server_s: Option<f64>,
+    /// `bench_s` per delivered message, in microseconds.
+    pub bench_us_per_delivered: Option<f64>,
+    /// `server_s` per delivered message, in microseconds.
+    pub server_us_per_delivered: Option<f64>,
+}
+
+impl CpuCost {
+    /// The cost per delivered message of `bench_s` and `server_s`.
+    pub fn new(bench_s: Option<f64>, server_s: Option<f64>, delivered: u64) -> Self {
+        let per = |s: Option<f64>| {
+            s.filter(|_| delivered > 0)
+                .map(|s| s * 1e6 / delivered as f64)
+        };
+        Self {
+            bench_s,
+            server_s,
+            bench_us_per_delivered: per(bench_s),
+            server_us_per_delivered: per(server_s),
+        }
+    }
 }
 
 impl RunReport {
@@ -188,61 +219,103 @@ pub struct Report {
 }
 
 fn row(out: &mut String, name: &str, values: &[String]) {
-    let _ = write!(out, "{name:<34}");
+    let _ = write!(out, "{name:<26}");
     for value in values {
-        let _ = write!(out, "{value:>20}");
+        let _ = write!(out, "{value:>18}");
     }
     out.push('\n');
 }
 
-fn latency_rows(
-    out: &mut String,
-    name: &str,
-    runs: &[&RunReport],
-    pick: fn(&RunReport) -> Percentiles,
-) {
-    for (label, field) in [
-        ("p50", (|p: Percentiles| p.p50) as fn(Percentiles) -> f64),
-        ("p90", |p| p.p90),
-        ("p99", |p| p.p99),
-        ("p99.9", |p| p.p999),
-        ("max", |p| p.max),
-    ] {
-        let values: Vec<String> = runs
-            .iter()
-            .map(|r| {
-                let p = pick(r);
-                if p.count == 0 {
-                    "-".into()
-                } else {
-                    format!("{:.3}", field(p))
-                }
-            })
-            .collect();
-        row(out, &format!("{name} {label} (ms)"), &values);
+/// `a / b` as a ratio, or `-` when it means nothing.
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 && a.is_finite() {
+        format!("{:.2}x", a / b)
+    } else {
+        "-".into()
     }
 }
 
-/// The human-readable report.
+/// One latency kind: a row per run (p50 p90 p99 p99.9 max), then the first run over the
+/// second when there are two.
+fn latency_block(
+    out: &mut String,
+    name: &str,
+    runs: &[&RunReport],
+    names: &[String],
+    pick: fn(&RunReport) -> Percentiles,
+) {
+    let fields: [fn(&Percentiles) -> f64; 5] =
+        [|p| p.p50, |p| p.p90, |p| p.p99, |p| p.p999, |p| p.max];
+    for (run, client) in runs.iter().zip(names) {
+        let p = pick(run);
+        if p.count > 0 {
+            let values: Vec<String> = fields.iter().map(|f| format!("{:.2}", f(&p))).collect();
+            latency_row(out, &format!("{name}, {client}"), &values);
+        }
+    }
+    if let [first, second] = runs {
+        let (a, b) = (pick(first), pick(second));
+        if a.count > 0 && b.count > 0 {
+            let values: Vec<String> = fields.iter().map(|f| ratio(f(&a), f(&b))).collect();
+            latency_row(
+                out,
+                &format!("{name}, {} / {}", names[0], names[1]),
+                &values,
+            );
+        }
+    }
+}
+
+fn latency_row(out: &mut String, name: &str, values: &[String]) {
+    let _ = write!(out, "{name:<36}");
+    for value in values {
+        let _ = write!(out, "{value:>10}");
+    }
+    out.push('\n');
+}
+
+/// The one-line verdict on a run.
+pub fn verdict(run: &RunReport) -> &'static str {
+    if run.clean() {
+        "no message lost, duplicated or reordered"
+    } else if run.lost > 0 || run.duplicated > 0 || run.reordered > 0 || run.unexpected > 0 {
+        "MESSAGES LOST, DUPLICATED OR REORDERED"
+    } else {
+        "DID NOT DRAIN: acknowledged messages were still undelivered when the drain timeout passed (not counted as lost)"
+    }
+}
+
+/// The human-readable report, read at a glance: the verdict first, then the setup, the
+/// counts with the clients side by side (and their ratio), then one row per latency kind
+/// and client (p50 p90 p99 p99.9 max, in ms).
 pub fn human(report: &Report) -> String {
     let c = &report.configuration;
     let mut out = String::new();
+    let mut runs = vec![&report.primary];
+    runs.extend(report.baseline.as_ref());
+    let names: Vec<String> = runs
+        .iter()
+        .map(|r| match r.client {
+            ClientKind::Sdk => "sdk".into(),
+            ClientKind::Raw => "raw".into(),
+        })
+        .collect();
+    let _ = writeln!(out, "{}: {}", names[0], verdict(&report.primary));
     let faults = if c.faults.is_empty() {
         "none".to_owned()
     } else {
-        let names: Vec<String> = c
+        let kinds: Vec<String> = c
             .faults
             .iter()
             .map(|f| format!("{f:?}").to_lowercase())
             .collect();
         format!(
             "{} every {}s, downtime {}s",
-            names.join(","),
+            kinds.join(","),
             c.fault_every_s,
             c.downtime_s
         )
     };
-    let _ = writeln!(out, "chat-bench {} on {} cores", c.version, c.cores);
     let _ = writeln!(
         out,
         "{} clients in {} rooms, {} msg/s for {}s, faults: {faults}, seed {}",
@@ -250,7 +323,7 @@ pub fn human(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "server: {} ({}, {} limits), SDK outbox {}, SDK transport {}\n",
+        "server: {} ({}, {} limits), SDK outbox {}, SDK transport {}; chat-bench {} on {} cores",
         c.server,
         if c.durable {
             "synchronous=FULL"
@@ -263,46 +336,83 @@ pub fn human(report: &Report) -> String {
         } else {
             "in memory"
         },
-        c.sdk_transport.name()
+        c.sdk_transport.name(),
+        c.version,
+        c.cores
     );
-    let mut runs = vec![&report.primary];
-    runs.extend(report.baseline.as_ref());
-    let names: Vec<String> = runs
+    out.push('\n');
+    let mut header = names.clone();
+    if runs.len() == 2 {
+        header.push(format!("{} / {}", names[0], names[1]));
+    }
+    row(&mut out, "", &header);
+    let count = |f: fn(&RunReport) -> f64, decimals: usize| {
+        let mut values: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{:.decimals$}", f(r)))
+            .collect();
+        if let [first, second] = runs.as_slice() {
+            values.push(ratio(f(first), f(second)));
+        }
+        values
+    };
+    row(&mut out, "sent", &count(|r| r.sent as f64, 0));
+    row(&mut out, "acked", &count(|r| r.acked as f64, 0));
+    row(&mut out, "delivered", &count(|r| r.delivered as f64, 0));
+    row(
+        &mut out,
+        "throughput (acked msg/s)",
+        &count(|r| r.throughput_per_s, 0),
+    );
+    let anomalies: Vec<String> = runs
         .iter()
-        .map(|r| match r.client {
-            ClientKind::Sdk => "sdk".into(),
-            ClientKind::Raw => "raw rust_socketio".into(),
+        .map(|r| {
+            format!(
+                "{}/{}/{}/{}",
+                r.lost, r.undelivered, r.duplicated, r.reordered
+            )
         })
         .collect();
-    row(&mut out, "", &names);
-    let count =
-        |f: fn(&RunReport) -> u64| runs.iter().map(|r| f(r).to_string()).collect::<Vec<_>>();
-    row(&mut out, "sent", &count(|r| r.sent));
-    row(&mut out, "acked", &count(|r| r.acked));
-    row(&mut out, "failed", &count(|r| r.failed));
-    row(&mut out, "delivered", &count(|r| r.delivered));
-    row(&mut out, "lost", &count(|r| r.lost));
-    row(&mut out, "undelivered", &count(|r| r.undelivered));
-    row(&mut out, "duplicated", &count(|r| r.duplicated));
-    row(&mut out, "reordered", &count(|r| r.reordered));
-    row(&mut out, "unexpected", &count(|r| r.unexpected));
-    row(
-        &mut out,
-        "faults injected",
-        &count(|r| r.faults.len() as u64),
-    );
-    row(&mut out, "reconnects", &count(|r| r.reconnects));
-    row(
-        &mut out,
-        "peak outbox depth",
-        &count(|r| r.peak_outbox_depth),
-    );
-    let values: Vec<String> = runs
+    row(&mut out, "lost/undeliv./dup./reord.", &anomalies);
+    let others: Vec<String> = runs
         .iter()
-        .map(|r| format!("{:.0}", r.throughput_per_s))
+        .map(|r| format!("{}/{}", r.failed, r.unexpected))
         .collect();
-    row(&mut out, "throughput (acked msg/s)", &values);
-    let values: Vec<String> = runs
+    row(&mut out, "failed/unexpected", &others);
+    let reconnects: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{} ({} faults)", r.reconnects, r.faults.len()))
+        .collect();
+    row(&mut out, "reconnects", &reconnects);
+    let outbox: Vec<String> = runs
+        .iter()
+        .map(|r| r.peak_outbox_depth.to_string())
+        .collect();
+    row(&mut out, "peak outbox depth", &outbox);
+    let cpu = |pick: fn(&CpuCost) -> Option<f64>| {
+        let mut values: Vec<String> = runs
+            .iter()
+            .map(|r| pick(&r.cpu).map_or("-".into(), |us| format!("{us:.1}")))
+            .collect();
+        if let [first, second] = runs.as_slice() {
+            values.push(match (pick(&first.cpu), pick(&second.cpu)) {
+                (Some(a), Some(b)) => ratio(a, b),
+                _ => "-".into(),
+            });
+        }
+        values
+    };
+    row(
+        &mut out,
+        "CPU µs/delivered, bench",
+        &cpu(|c| c.bench_us_per_delivered),
+    );
+    row(
+        &mut out,
+        "CPU µs/delivered, server",
+        &cpu(|c| c.server_us_per_delivered),
+    );
+    let drains: Vec<String> = runs
         .iter()
         .map(|r| {
             format!(
@@ -312,29 +422,25 @@ pub fn human(report: &Report) -> String {
             )
         })
         .collect();
-    row(&mut out, "drain after sending (ms)", &values);
-    latency_rows(&mut out, "latency", &runs, |r| r.latency_ms);
-    latency_rows(&mut out, "latency, uncorrected", &runs, |r| {
+    row(&mut out, "drain after sending (ms)", &drains);
+    out.push('\n');
+    latency_row(
+        &mut out,
+        "latency (ms)",
+        &["p50", "p90", "p99", "p99.9", "max"].map(String::from),
+    );
+    latency_block(&mut out, "end to end", &runs, &names, |r| r.latency_ms);
+    latency_block(&mut out, "end to end, uncorrected", &runs, &names, |r| {
         r.latency_raw_ms
     });
-    latency_rows(&mut out, "ack", &runs, |r| r.ack_latency_ms);
-    latency_rows(&mut out, "reconnect", &runs, |r| r.reconnect_ms);
-    latency_rows(&mut out, "restart to stored", &runs, |r| {
+    latency_block(&mut out, "ack", &runs, &names, |r| r.ack_latency_ms);
+    latency_block(&mut out, "reconnect", &runs, &names, |r| r.reconnect_ms);
+    latency_block(&mut out, "restart to stored", &runs, &names, |r| {
         r.restart_to_stored_ms
     });
-    let primary = &report.primary;
-    let verdict = if primary.clean() {
-        "no message lost, duplicated or reordered"
-    } else if primary.lost > 0
-        || primary.duplicated > 0
-        || primary.reordered > 0
-        || primary.unexpected > 0
-    {
-        "MESSAGES LOST, DUPLICATED OR REORDERED"
-    } else {
-        "DID NOT DRAIN: acknowledged messages were still undelivered when the drain timeout passed (not counted as lost)"
-    };
-    let _ = writeln!(out, "\n{}: {verdict}", names[0]);
+    if let Some(baseline) = &report.baseline {
+        let _ = writeln!(out, "\n{}: {}", names[1], verdict(baseline));
+    }
     out
 }
 
@@ -377,6 +483,7 @@ mod tests {
             ack_latency_ms: Percentiles::default(),
             reconnect_ms: Percentiles::default(),
             restart_to_stored_ms: Percentiles::default(),
+            cpu: CpuCost::default(),
         }
     }
 

@@ -20,7 +20,7 @@ use crate::faults::{inject, FaultPlan, FaultTargets};
 use crate::live::{histogram, ClientRecord, Live};
 use crate::opts::{ClientKind, FaultKind, Opts};
 use crate::progress::Progress;
-use crate::report::{Configuration, Percentiles, Report, RunReport};
+use crate::report::{Configuration, CpuCost, Percentiles, Report, RunReport};
 use crate::schedule::Schedule;
 use crate::{raw, sdk};
 
@@ -253,6 +253,7 @@ async fn run_once(
     let live = Arc::new(Live::new(members));
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let interval = Duration::from_secs_f64(f64::from(clients) / opts.rate);
+    let cpu_at_start = cpu_now(target).await;
     let start = Instant::now() + Duration::from_millis(200);
     let end = start + opts.duration;
     let (finish, finished) = watch::channel(false);
@@ -330,7 +331,8 @@ async fn run_once(
         );
     }
     records.sort_by_key(|r| r.index);
-    Ok(summarise(
+    let cpu_at_end = cpu_now(target).await;
+    let mut report = summarise(
         kind,
         &records,
         &room_of,
@@ -340,7 +342,23 @@ async fn run_once(
         drained,
         still_arriving,
         drain,
-    ))
+    );
+    let spent = |start: Option<f64>, end: Option<f64>| Some(end? - start?);
+    report.cpu = CpuCost::new(
+        spent(cpu_at_start.0, cpu_at_end.0),
+        spent(cpu_at_start.1, cpu_at_end.1),
+        report.delivered,
+    );
+    Ok(report)
+}
+
+/// CPU seconds so far of the bench process and of the server it started.
+async fn cpu_now(target: &Target) -> (Option<f64>, Option<f64>) {
+    let server = match &target.child {
+        Some(child) => child.lock().await.cpu_seconds(),
+        None => None,
+    };
+    (crate::cpu::process_seconds(None), server)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -390,6 +408,7 @@ fn summarise(
         ack_latency_ms: merge(|r| &r.ack),
         reconnect_ms: merge(|r| &r.reconnect),
         restart_to_stored_ms: merge(|r| &r.restart_store),
+        cpu: CpuCost::default(),
     };
     report.counts(counts, still_arriving);
     report

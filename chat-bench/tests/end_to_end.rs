@@ -180,6 +180,15 @@ fn a_calm_run_prints_the_table_and_writes_json() {
         );
     }
     assert_eq!(report["lost"], 0);
+    // The CPU each delivered message cost, for the bench and the server it started.
+    for key in ["bench_us_per_delivered", "server_us_per_delivered"] {
+        assert!(
+            report["cpu"][key].as_f64().is_some_and(|us| us > 0.0),
+            "cpu.{key}: {}",
+            report["cpu"]
+        );
+    }
+    assert!(stdout.contains("CPU µs/delivered, server"), "{stdout}");
 }
 
 /// With `--server-limits default` the started server keeps its own per-user limits (the
