@@ -28,6 +28,7 @@ pub mod run;
 pub mod schedule;
 pub mod sdk;
 pub mod stamp;
+pub mod sweep;
 
 pub use error::BenchError;
 pub use opts::Opts;

@@ -63,37 +63,48 @@ async fn run(opts: &Opts) -> Result<bool, BenchError> {
     if let Some(connections) = opts.idle_connections {
         let idle = chat_bench::idle::run(opts, connections).await?;
         print!("{}", human_idle(&idle));
-        if let Some(path) = &opts.json {
-            write_output(
-                path,
-                &serde_json::to_string_pretty(&idle).unwrap_or_default(),
-            )?;
-        }
+        write_json(opts, &idle)?;
         return Ok(true);
+    }
+    if opts.sweep {
+        let quiet = opts.quiet;
+        if !quiet {
+            eprintln!("{}", chat_bench::sweep::step_header());
+        }
+        let report = chat_bench::sweep::run(opts, |kind, step| {
+            if !quiet {
+                eprintln!("{}", chat_bench::sweep::step_line(kind, step));
+            }
+        })
+        .await?;
+        print!("{}", chat_bench::sweep::human(&report));
+        write_json(opts, &report)?;
+        return Ok(report.clean());
     }
     if let Some(rooms) = opts.rooms_per_client {
         let report = chat_bench::many_rooms::run(opts, rooms).await?;
         print!("{}", chat_bench::many_rooms::human(&report));
-        if let Some(path) = &opts.json {
-            write_output(
-                path,
-                &serde_json::to_string_pretty(&report).unwrap_or_default(),
-            )?;
-        }
+        write_json(opts, &report)?;
         return Ok(report.clean());
     }
     let report = chat_bench::run(opts).await?;
     print!("{}", human(&report));
     let _ = std::io::stdout().flush();
-    if let Some(path) = &opts.json {
-        let json =
-            serde_json::to_string_pretty(&report).map_err(|e| BenchError::Usage(e.to_string()))?;
-        write_output(path, &json)?;
-    }
+    write_json(opts, &report)?;
     if let Some(path) = &opts.plot {
         std::fs::write(path, chat_bench::plot::svg(&report))?;
     }
     Ok(report.primary.clean())
+}
+
+/// Writes `report` as JSON where `--json` says, if it does.
+fn write_json(opts: &Opts, report: &impl serde::Serialize) -> Result<(), BenchError> {
+    let Some(path) = &opts.json else {
+        return Ok(());
+    };
+    let json =
+        serde_json::to_string_pretty(report).map_err(|e| BenchError::Usage(e.to_string()))?;
+    write_output(path, &json)
 }
 
 fn write_output(path: &std::path::Path, text: &str) -> Result<(), BenchError> {

@@ -74,6 +74,7 @@ impl SdkTransport {
 ///   chat-bench --faults none --rate 2000 --json report.json
 ///   chat-bench --url http://127.0.0.1:7070 --jwt-secret SECRET --faults reset,blackhole
 ///   chat-bench --rooms-per-client 1000
+///   chat-bench --sweep --duration 10s
 #[derive(Parser, Clone, Debug)]
 #[command(name = "chat-bench", version, verbatim_doc_comment)]
 pub struct Opts {
@@ -147,6 +148,14 @@ pub struct Opts {
     /// With `--rooms-per-client`: how many times the server is killed and restarted.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub reconnects: u32,
+    /// Instead of one run: find the capacity of the SDK and of the raw baseline, the highest
+    /// rate (from `--rate`, doubling, then bisecting) at which a calm run of `--duration`
+    /// drains with p99 within `--p99-bound`; prints each step and the ratio.
+    #[arg(long, conflicts_with_all = ["compare", "baseline", "rooms_per_client", "idle_connections", "url"])]
+    pub sweep: bool,
+    /// With `--sweep`: the p99 end-to-end latency a step must stay within.
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub p99_bound: std::time::Duration,
     /// Start the server without the `room:resume` extension, so clients re-join room by
     /// room (as with a server that lacks it).
     #[arg(long)]

@@ -170,7 +170,7 @@ enum Connected {
     Raw(raw::RawClient),
 }
 
-async fn run_once(
+pub(crate) async fn run_once(
     opts: &Opts,
     kind: ClientKind,
     target: &Target,

@@ -8,6 +8,24 @@ use chat_bench::opts::{ClientKind, FaultKind};
 use chat_bench::Opts;
 use clap::Parser;
 
+/// Runs the chat-bench binary with `args`, and `--json` into a file; returns its output
+/// and the JSON it wrote.
+fn bench_with_json(args: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("runs");
+    let report = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (output, report)
+}
+
 fn opts(extra: &[&str]) -> Opts {
     let mut args = vec![
         "chat-bench",
@@ -129,26 +147,19 @@ fn bad_options_are_usage_errors_with_exit_code_2() {
 
 #[test]
 fn a_calm_run_prints_the_table_and_writes_json() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let json = dir.path().join("report.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
-        .args([
-            "--clients",
-            "2",
-            "--rooms",
-            "1",
-            "--rate",
-            "40",
-            "--duration",
-            "1s",
-            "--faults",
-            "none",
-            "--quiet",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("runs");
+    let (output, report) = bench_with_json(&[
+        "--clients",
+        "2",
+        "--rooms",
+        "1",
+        "--rate",
+        "40",
+        "--duration",
+        "1s",
+        "--faults",
+        "none",
+        "--quiet",
+    ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
         output.status.code(),
@@ -160,8 +171,6 @@ fn a_calm_run_prints_the_table_and_writes_json() {
         stdout.contains("no message lost, duplicated or reordered"),
         "{stdout}"
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("JSON");
     for key in [
         "sent",
         "acked",
@@ -236,4 +245,44 @@ async fn many_rooms_resume_in_one_request_per_reconnect() {
     );
     assert_eq!(report.room_live_ms.count, 600);
     assert_eq!((report.sent, report.delivered), (200, 200));
+}
+
+/// `--sweep` runs the SDK and the raw baseline in turn and writes each one's steps and
+/// capacity. With a bound nothing can meet, every step fails and the rate halves down to
+/// the lowest tried: the capacity is 0, and nothing was lost on the way (exit 0).
+#[test]
+fn a_sweep_reports_each_clients_steps_and_capacity() {
+    let (output, report) = bench_with_json(&[
+        "--sweep",
+        "--clients",
+        "2",
+        "--rooms",
+        "1",
+        "--rate",
+        "40",
+        "--duration",
+        "1s",
+        "--p99-bound",
+        "1us",
+        "--quiet",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with("capacity at p99 <= 0.001 ms"),
+        "{stdout}"
+    );
+    for kind in ["sdk", "raw"] {
+        let capacity = &report["sweep"][kind];
+        assert_eq!(capacity["capacity_msg_s"], 0.0, "{capacity}");
+        let rates: Vec<f64> = capacity["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .map(|step| step["rate"].as_f64().expect("rate"))
+            .collect();
+        assert_eq!(rates, [40.0, 20.0, 10.0], "{kind}");
+        assert!(capacity["steps"][0]["p99_ms"].as_f64().is_some());
+    }
+    assert_eq!(report["sweep"]["p99_bound_ms"], 0.001);
 }
