@@ -156,6 +156,11 @@ pub struct Opts {
     /// With `--sweep`: the p99 end-to-end latency a step must stay within.
     #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
     pub p99_bound: std::time::Duration,
+    /// Carry every client connection over a shaped link, made in the bench's own relay:
+    /// e.g. "delay 30ms jitter 10ms" (each direction; order kept as TCP keeps it), plus
+    /// "rate 2mbit" (a bandwidth cap) and "stall 300ms every 10s" (random stalls).
+    #[arg(long, value_parser = parse_link)]
+    pub link: Option<String>,
     /// Start the server without the `room:resume` extension, so clients re-join room by
     /// room (as with a server that lacks it).
     #[arg(long)]
@@ -166,6 +171,20 @@ pub struct Opts {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+fn parse_link(value: &str) -> Result<String, String> {
+    value
+        .parse::<chat_testkit::LinkShape>()
+        .map(|_| value.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+impl Opts {
+    /// The `--link` shaping, if any.
+    pub fn link_shape(&self) -> Option<chat_testkit::LinkShape> {
+        self.link.as_deref().and_then(|text| text.parse().ok())
+    }
 }
 
 fn parse_fault(value: &str) -> Result<Option<FaultKind>, String> {

@@ -176,6 +176,8 @@ pub struct Configuration {
     pub server: String,
     /// Whether the server syncs every commit.
     pub durable: bool,
+    /// The `--link` shaping of the clients' connections, if any.
+    pub link: Option<String>,
     /// The server's per-user limits: `raised` out of the way, the server's `default`s, or
     /// `external` (a server the bench did not start).
     pub server_limits: String,
@@ -316,9 +318,13 @@ pub fn human(report: &Report) -> String {
             c.downtime_s
         )
     };
+    let link = c
+        .link
+        .as_ref()
+        .map_or(String::new(), |link| format!(", link: {link}"));
     let _ = writeln!(
         out,
-        "{} clients in {} rooms, {} msg/s for {}s, faults: {faults}, seed {}",
+        "{} clients in {} rooms, {} msg/s for {}s, faults: {faults}, seed {}{link}",
         c.clients, c.rooms, c.rate, c.duration_s, c.seed
     );
     let _ = writeln!(

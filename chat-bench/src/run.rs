@@ -136,6 +136,7 @@ pub fn configuration(opts: &Opts) -> Configuration {
         sdk_transport: opts.sdk_transport,
         version: env!("CARGO_PKG_VERSION").into(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        link: opts.link.clone(),
     }
 }
 
@@ -185,9 +186,10 @@ pub(crate) async fn run_once(
     for room in room_of.iter() {
         members[*room as usize] += 1;
     }
-    let needs_relay = kinds
-        .iter()
-        .any(|k| matches!(k, FaultKind::Reset | FaultKind::Blackhole));
+    let needs_relay = opts.link.is_some()
+        || kinds
+            .iter()
+            .any(|k| matches!(k, FaultKind::Reset | FaultKind::Blackhole));
     let relay = if needs_relay {
         let upstream = target
             .url
@@ -199,7 +201,9 @@ pub(crate) async fn run_once(
                     target.url
                 ))
             })?;
-        Some(Arc::new(Relay::start(upstream).await?))
+        Some(Arc::new(
+            Relay::start_shaped(upstream, opts.link_shape().unwrap_or_default()).await?,
+        ))
     } else {
         None
     };

@@ -286,3 +286,23 @@ fn a_sweep_reports_each_clients_steps_and_capacity() {
     }
     assert_eq!(report["sweep"]["p99_bound_ms"], 0.001);
 }
+
+/// `--link` carries every client connection over a shaped link: each message crosses it
+/// twice (sender to server, server to receiver), so no delivery can be quicker than twice
+/// the delay less the jitter; and the SDK still delivers everything once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shaped_link_delays_every_delivery_and_loses_nothing() {
+    let options = opts(&["--faults", "none", "--link", "delay 20ms jitter 5ms"]);
+    let report = chat_bench::run(&options).await.expect("bench runs");
+    assert_eq!(
+        report.configuration.link.as_deref(),
+        Some("delay 20ms jitter 5ms")
+    );
+    let sdk = &report.primary;
+    assert!(sdk.clean(), "{sdk:?}");
+    assert!(
+        sdk.latency_raw_ms.p50 >= 30.0,
+        "p50 {} ms over two hops of 20 ± 5 ms",
+        sdk.latency_raw_ms.p50
+    );
+}

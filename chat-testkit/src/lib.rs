@@ -7,13 +7,16 @@
 //! - [`TestCert`] is a self-signed certificate for `localhost` and `127.0.0.1`, made at run
 //!   time and written to PEM files.
 //! - [`Relay`] sits between clients and a server on loopback and can forward, reset (RST)
-//!   or blackhole (stop forwarding, silently) the connections through it.
+//!   or blackhole (stop forwarding, silently) the connections through it, and carry them
+//!   over a shaped link ([`LinkShape`]: delay, jitter, a bandwidth cap, stalls).
 #![warn(missing_docs)]
 
 mod relay;
 mod server;
+mod shape;
 mod tls;
 
 pub use relay::Relay;
 pub use server::TestServer;
+pub use shape::{LinkShape, LinkShapeError};
 pub use tls::{TestCert, TEST_CERT_NAMES};

@@ -17,6 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::shape::{shaped_copy, LinkShape};
+
 /// What to do with the connections that exist now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Command {
@@ -28,6 +30,7 @@ enum Command {
 #[derive(Debug)]
 struct Shared {
     upstream: SocketAddr,
+    shape: LinkShape,
     connections: Mutex<Vec<watch::Sender<Command>>>,
     refuse: AtomicBool,
     blackhole_new: AtomicBool,
@@ -58,6 +61,8 @@ fn abort_with_rst(stream: &TcpStream) {
 async fn pump(
     mut client: TcpStream,
     upstream_addr: SocketAddr,
+    shape: LinkShape,
+    seed: u64,
     mut commands: watch::Receiver<Command>,
 ) {
     let Ok(mut upstream) = TcpStream::connect(upstream_addr).await else {
@@ -69,6 +74,18 @@ async fn pump(
     loop {
         let command = *commands.borrow_and_update();
         match command {
+            Command::Forward if shape.is_shaped() => {
+                // Data in flight on the shaped link is dropped with it when a fault comes,
+                // as a fault would drop it.
+                let (client_in, client_out) = client.split();
+                let (upstream_in, upstream_out) = upstream.split();
+                let up = shaped_copy(client_in, upstream_out, shape, seed);
+                let down = shaped_copy(upstream_in, client_out, shape, seed ^ 0x9e37_79b9);
+                tokio::select! {
+                    _ = async { tokio::try_join!(up, down) } => return,
+                    changed = commands.changed() => if changed.is_err() { return },
+                }
+            }
             Command::Forward => {
                 tokio::select! {
                     _ = copy_bidirectional(&mut client, &mut upstream) => return,
@@ -93,10 +110,17 @@ async fn pump(
 impl Relay {
     /// Starts a relay to `upstream`.
     pub async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
+        Self::start_shaped(upstream, LinkShape::default()).await
+    }
+
+    /// Starts a relay to `upstream` whose connections are carried over a link shaped as
+    /// `shape` (each direction delayed, jittered, capped and stalled on its own).
+    pub async fn start_shaped(upstream: SocketAddr, shape: LinkShape) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             upstream,
+            shape,
             connections: Mutex::new(Vec::new()),
             refuse: AtomicBool::new(false),
             blackhole_new: AtomicBool::new(false),
@@ -125,7 +149,14 @@ impl Relay {
                     connections.retain(|c| !c.is_closed());
                     connections.push(tx);
                 }
-                tokio::spawn(pump(stream, accept_shared.upstream, rx));
+                let seed = accept_shared.attempts.load(Ordering::Relaxed) as u64;
+                tokio::spawn(pump(
+                    stream,
+                    accept_shared.upstream,
+                    accept_shared.shape,
+                    seed,
+                    rx,
+                ));
             }
         });
         Ok(Self {
