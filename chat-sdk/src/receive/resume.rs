@@ -29,7 +29,8 @@ pub(crate) struct Resumed {
     pub follow_up: Vec<RoomId>,
     /// Rooms whose position moved: their `receipt:delivered` is due.
     pub moved: Vec<RoomId>,
-    /// Rooms of a request the server refused: join and catch them up one by one.
+    /// Rooms of a request the server refused, or that its answer left out: join and catch
+    /// them up one by one.
     pub refused: Vec<RoomId>,
 }
 
@@ -85,12 +86,13 @@ pub(crate) async fn resume(
                 mark_live(inner, &room);
             }
         }
-        // A room the answer left out is caught up on its own rather than left silent.
+        // A room the answer left out is joined and caught up on its own rather than left
+        // silent (a sync alone would not bring its live events to this socket).
         for room in chunk {
             let answered = lock(&inner.rooms).get(room).is_some_and(|view| view.live)
                 || resumed.follow_up.contains(room);
             if !answered {
-                resumed.follow_up.push(room.clone());
+                resumed.refused.push(room.clone());
             }
         }
     }
