@@ -79,6 +79,9 @@ async fn run(opts: &Opts) -> Result<bool, BenchError> {
         .await?;
         print!("{}", chat_bench::sweep::human(&report));
         write_json(opts, &report)?;
+        if let Some(path) = &opts.plot {
+            std::fs::write(path, chat_bench::plot::sweep_svg(&report))?;
+        }
         return Ok(report.clean());
     }
     if let Some(rooms) = opts.rooms_per_client {

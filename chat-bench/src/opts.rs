@@ -105,7 +105,7 @@ pub struct Opts {
     /// Write the report as JSON to this file (`-` for stdout).
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Write a latency plot (SVG) to this file.
+    /// Write a plot (SVG) to this file: latency by percentile, or with `--sweep` p99 against rate.
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Target an external server instead of starting one (kick and restart are then unavailable).

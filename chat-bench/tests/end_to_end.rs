@@ -252,6 +252,8 @@ async fn many_rooms_resume_in_one_request_per_reconnect() {
 /// the lowest tried: the capacity is 0, and nothing was lost on the way (exit 0).
 #[test]
 fn a_sweep_reports_each_clients_steps_and_capacity() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plot = dir.path().join("sweep.svg");
     let (output, report) = bench_with_json(&[
         "--sweep",
         "--clients",
@@ -265,6 +267,8 @@ fn a_sweep_reports_each_clients_steps_and_capacity() {
         "--p99-bound",
         "1us",
         "--quiet",
+        "--plot",
+        plot.to_str().expect("a UTF-8 path"),
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
@@ -285,6 +289,8 @@ fn a_sweep_reports_each_clients_steps_and_capacity() {
         assert!(capacity["steps"][0]["p99_ms"].as_f64().is_some());
     }
     assert_eq!(report["sweep"]["p99_bound_ms"], 0.001);
+    let svg = std::fs::read_to_string(&plot).expect("the plot was written");
+    assert!(svg.starts_with("<svg") && svg.contains(">sdk<") && svg.contains(">raw<"));
 }
 
 /// `--link` carries every client connection over a shaped link: each message crosses it
