@@ -22,6 +22,24 @@ fn points(p: &Percentiles) -> [(f64, f64); 5] {
     ]
 }
 
+/// The opening of a plot: the SVG element, a white background, the title and both axes.
+fn frame(title: &str) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = write!(out, r#"<text x="{MARGIN}" y="20">{title}</text>"#);
+    let _ = write!(
+        out,
+        r#"<line x1="{MARGIN}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{MARGIN}" y1="{MARGIN}" x2="{MARGIN}" y2="{b}" stroke="black"/>"#,
+        b = HEIGHT - MARGIN,
+        r = WIDTH - MARGIN
+    );
+    out
+}
+
 /// The SVG text for a report.
 pub fn svg(report: &Report) -> String {
     let mut runs = vec![("sdk", &report.primary)];
@@ -34,16 +52,7 @@ pub fn svg(report: &Report) -> String {
         .fold(1.0_f64, f64::max);
     let x = |n: f64| MARGIN + n / 4.0 * (WIDTH - 2.0 * MARGIN);
     let y = |ms: f64| HEIGHT - MARGIN - (ms.max(0.0) / top) * (HEIGHT - 2.0 * MARGIN);
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = write!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = write!(
-        out,
-        r#"<text x="{MARGIN}" y="20">end-to-end latency (ms, corrected) by percentile</text>"#
-    );
+    let mut out = frame("end-to-end latency (ms, corrected) by percentile");
     for (n, label) in [
         (0.301, "50%"),
         (1.0, "90%"),
@@ -59,12 +68,6 @@ pub fn svg(report: &Report) -> String {
         );
     }
     let _ = write!(out, r#"<text x="5" y="{:.1}">{top:.1} ms</text>"#, MARGIN);
-    let _ = write!(
-        out,
-        r#"<line x1="{MARGIN}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{MARGIN}" y1="{MARGIN}" x2="{MARGIN}" y2="{b}" stroke="black"/>"#,
-        b = HEIGHT - MARGIN,
-        r = WIDTH - MARGIN
-    );
     for ((name, run), colour) in runs.iter().zip(["#1f77b4", "#d62728"]) {
         let path: Vec<String> = points(&run.latency_ms)
             .iter()
@@ -103,22 +106,7 @@ pub fn sweep_svg(report: &SweepReport) -> String {
         .fold(1.0_f64, f64::max);
     let x = |rate: f64| MARGIN + rate / right * (WIDTH - 2.0 * MARGIN);
     let y = |ms: f64| HEIGHT - MARGIN - (ms.clamp(0.0, top) / top) * (HEIGHT - 2.0 * MARGIN);
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = write!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = write!(
-        out,
-        r#"<text x="{MARGIN}" y="20">p99 end-to-end latency (ms) against rate (msg/s); dashed: the bound</text>"#
-    );
-    let _ = write!(
-        out,
-        r#"<line x1="{MARGIN}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{MARGIN}" y1="{MARGIN}" x2="{MARGIN}" y2="{b}" stroke="black"/>"#,
-        b = HEIGHT - MARGIN,
-        r = WIDTH - MARGIN
-    );
+    let mut out = frame("p99 end-to-end latency (ms) against rate (msg/s); dashed: the bound");
     let _ = write!(
         out,
         r#"<line x1="{MARGIN}" y1="{by:.1}" x2="{r}" y2="{by:.1}" stroke="grey" stroke-dasharray="4 4"/>"#,
