@@ -206,3 +206,35 @@ async fn a_room_that_missed_more_than_a_page_is_synced_to_the_end() {
     alice.close().await;
     bob.close().await;
 }
+
+/// The server is replaced, on the same address, by one without `room:resume` (a rollback,
+/// or another kind of server): the client's first `room:resume` goes unanswered, it asks a
+/// join answer again on the next connection, and goes on room by room — the rooms come
+/// back live instead of the client resuming into silence for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_loses_the_extension_is_learnt_again() {
+    let mut server = TestServer::start().await.expect("server starts");
+    let rooms: Vec<RoomId> = (0..3).map(|i| room(&format!("r{i}"))).collect();
+    let transport = Arc::new(CountingTransport::default());
+    let (alice, mut alice_events) = builder(&server.url(), server.token("alice"))
+        .transport(transport.clone())
+        .ack_timeout(std::time::Duration::from_millis(800))
+        .connect()
+        .await
+        .expect("alice connects");
+    alice.join_all(&rooms).await.expect("alice joins");
+    wait_caught_up(&mut alice_events, &rooms, &[]).await;
+    assert_eq!(transport.wire.requests_of("room:resume"), 1);
+    server.stop().await.expect("stops");
+    server.reconfigure(|config| config.resume_extension = false);
+    server
+        .resume()
+        .await
+        .expect("comes back without the extension");
+    wait_caught_up(&mut alice_events, &rooms, &[]).await;
+    assert!(
+        transport.wire.requests_of("room:join") > 1,
+        "the rooms were joined one by one"
+    );
+    alice.close().await;
+}

@@ -204,6 +204,12 @@ impl TestServer {
         Err(format!("could not bind {} again: {last_error}", self.addr))
     }
 
+    /// Changes the configuration from the next [`TestServer::resume`] on (a server
+    /// replaced by one set up otherwise, on the same address and database).
+    pub fn reconfigure(&mut self, adjust: impl FnOnce(&mut ServerConfig)) {
+        adjust(&mut self.config);
+    }
+
     /// Presents `cert` from the next [`TestServer::resume`] on (a certificate rotation; a
     /// client that trusts only the old one then refuses the server).
     pub fn replace_cert(&mut self, cert: TestCert) {

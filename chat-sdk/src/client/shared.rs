@@ -90,6 +90,12 @@ impl ResumeSupport {
         }
     }
 
+    /// Back to unknown: the next connection asks a join answer again.
+    pub fn forget(&self) {
+        self.0
+            .store(Self::UNKNOWN, std::sync::atomic::Ordering::Release);
+    }
+
     pub fn set(&self, supported: bool) {
         let value = if supported { Self::YES } else { Self::NO };
         self.0.store(value, std::sync::atomic::Ordering::Release);

@@ -76,7 +76,7 @@ async fn session(
     // second, not one per message (the server rate-limits requests).
     let mut dirty: BTreeSet<RoomId> = BTreeSet::new();
     let mut receipt_due: Option<Instant> = None;
-    let rejoined = {
+    let (rooms, rejoined) = {
         let _guard = inner.recv_lock.lock().await;
         // Rooms a `join` caught up on this connection already are live: skipped.
         let rooms: Vec<RoomId> = lock(&inner.rooms)
@@ -89,7 +89,7 @@ async fn session(
             .map(|(room, _)| room.clone())
             .collect();
         match rejoin::rejoin(inner, &*conn, &rooms).await {
-            Ok(rejoined) => rejoined,
+            Ok(rejoined) => (rooms, rejoined),
             Err(err) => return fatal(&err).unwrap_or_else(|| err.to_string()),
         }
     };
@@ -101,6 +101,9 @@ async fn session(
             return fatal(&err).unwrap_or_else(|| err.to_string());
         }
     }
+    // A receipt the last connection still owed (batched or refused when it dropped) goes
+    // out now: a room whose receipt is up to date costs no request.
+    dirty.extend(rooms);
     if !dirty.is_empty() {
         receipt_due = Some(Instant::now() + RECEIPT_DELAY);
     }

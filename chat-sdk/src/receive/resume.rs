@@ -62,7 +62,11 @@ pub(crate) async fn resume(
         {
             Ok(answer) => answer,
             Err(err @ (RequestError::Transport(_) | RequestError::NotConnected)) => {
-                return Err(err)
+                // Maybe this server never answers it (it was replaced by one without the
+                // extension): the next connection asks a join answer again rather than
+                // resume into silence for ever.
+                inner.resume.forget();
+                return Err(err);
             }
             Err(err) => {
                 tracing::warn!(error = %err, rooms = chunk.len(), "room:resume refused; joining the rooms one by one");
@@ -76,9 +80,18 @@ pub(crate) async fn resume(
                 tracing::warn!(%room, "room:resume answered for a room not asked about; ignored");
                 continue;
             }
-            apply_join(inner, &room, &entry.joined, None)?;
-            if hand_over(inner, &room, entry.messages)? > 0 {
-                resumed.moved.push(room.clone());
+            // A store that refuses (a full disk) costs this room its resume, not the
+            // session: it is joined and caught up on its own, as the room-by-room path does.
+            let handed = apply_join(inner, &room, &entry.joined, None)
+                .and_then(|()| hand_over(inner, &room, entry.messages));
+            match handed {
+                Ok(0) => {}
+                Ok(_) => resumed.moved.push(room.clone()),
+                Err(err) => {
+                    tracing::warn!(%room, error = %err, "a resumed room could not be recorded");
+                    resumed.refused.push(room);
+                    continue;
+                }
             }
             if entry.has_more {
                 resumed.follow_up.push(room);
@@ -90,7 +103,8 @@ pub(crate) async fn resume(
         // silent (a sync alone would not bring its live events to this socket).
         for room in chunk {
             let answered = lock(&inner.rooms).get(room).is_some_and(|view| view.live)
-                || resumed.follow_up.contains(room);
+                || resumed.follow_up.contains(room)
+                || resumed.refused.contains(room);
             if !answered {
                 resumed.refused.push(room.clone());
             }

@@ -58,12 +58,15 @@ pub(super) async fn resume(
         .map(|entry| (entry.room, entry.after_seq))
         .collect::<Vec<_>>();
     let names: Vec<RoomId> = rooms.iter().map(|(room, _)| room.clone()).collect();
+    // The socket joins before the pages are read: a message committed after the read then
+    // reaches it live (the client drops what the page already held), where joining after
+    // the read could miss one committed in between.
+    socket.join(names.iter().map(room_key).collect::<Vec<_>>());
     let resumed = app
         .store
         .resume(user, rooms, limit, MAX_RESUME_MESSAGES)
         .await
         .map_err(|e| e.to_wire())?;
-    socket.join(names.iter().map(room_key).collect::<Vec<_>>());
     let rooms = names
         .iter()
         .zip(resumed)
