@@ -2,7 +2,7 @@
 
 mod common;
 
-use chat_sdk::chat_protocol::{ClientId, Seq};
+use chat_sdk::chat_protocol::{ClientId, RoomId, Seq};
 use chat_sdk::{ChatEvent, MessageState, Milestone};
 use chat_testkit::TestServer;
 use common::*;
@@ -167,11 +167,7 @@ async fn join_since_replays_from_the_asked_seq() {
 
 #[tokio::test]
 async fn messages_not_taken_before_a_restart_are_handed_over_again() {
-    let server = TestServer::start().await.expect("server starts");
-    let store = server.temp_path("bob.db");
-    let general = room("general");
-    let (alice, mut alice_events) = connect(&server, &server.url(), "alice").await;
-    alice.join(&general).await.expect("alice joins");
+    let (server, store, general, alice, mut alice_events) = alice_and_bobs_outbox().await;
     let bodies: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
     {
         let (bob, mut bob_events) = bob_on(&server, &store).await;
@@ -197,11 +193,7 @@ async fn messages_not_taken_before_a_restart_are_handed_over_again() {
 
 #[tokio::test]
 async fn messages_taken_in_a_batch_are_not_handed_over_again_after_a_restart() {
-    let server = TestServer::start().await.expect("server starts");
-    let store = server.temp_path("bob.db");
-    let general = room("general");
-    let (alice, mut alice_events) = connect(&server, &server.url(), "alice").await;
-    alice.join(&general).await.expect("alice joins");
+    let (server, store, general, alice, mut alice_events) = alice_and_bobs_outbox().await;
     let bodies: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
     {
         let (bob, mut bob_events) = bob_on(&server, &store).await;
@@ -246,11 +238,7 @@ async fn messages_taken_in_a_batch_are_not_handed_over_again_after_a_restart() {
 /// again.
 #[tokio::test]
 async fn messages_taken_after_close_are_not_handed_over_again_after_a_restart() {
-    let server = TestServer::start().await.expect("server starts");
-    let store = server.temp_path("bob.db");
-    let general = room("general");
-    let (alice, mut alice_events) = connect(&server, &server.url(), "alice").await;
-    alice.join(&general).await.expect("alice joins");
+    let (server, store, general, alice, mut alice_events) = alice_and_bobs_outbox().await;
     let bodies: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
     {
         let (bob, mut bob_events) = bob_on(&server, &store).await;
@@ -268,6 +256,22 @@ async fn messages_taken_after_close_are_not_handed_over_again_after_a_restart() 
     let next = collect_messages(&mut bob_events, &general, 1).await;
     assert_exactly_once_in_order(&next, &bodies[4..], 5);
     bob.close().await;
+}
+
+/// A server, the path of Bob's outbox file, and Alice in `general`, for the restart tests.
+async fn alice_and_bobs_outbox() -> (
+    TestServer,
+    std::path::PathBuf,
+    RoomId,
+    chat_sdk::Client,
+    chat_sdk::Events,
+) {
+    let server = TestServer::start().await.expect("server starts");
+    let store = server.temp_path("bob.db");
+    let general = room("general");
+    let (alice, alice_events) = connect(&server, &server.url(), "alice").await;
+    alice.join(&general).await.expect("alice joins");
+    (server, store, general, alice, alice_events)
 }
 
 /// Bob's client on the outbox file `store`.

@@ -90,12 +90,18 @@ pub(crate) fn learn_extensions(inner: &Inner, result: &JoinResult) {
 
 /// The room is live: tells the application once per connection.
 pub(crate) fn mark_live(inner: &Inner, room: &RoomId) {
+    mark_live_at(inner, room, 0);
+}
+
+/// [`mark_live`], if everything up to `seq` was handed over. One lock, and nothing more
+/// for a room already live: it runs for every live message.
+pub(crate) fn mark_live_at(inner: &Inner, room: &RoomId, seq: Seq) {
     let last_seq = {
         let mut rooms = lock(&inner.rooms);
         let Some(view) = rooms.get_mut(room) else {
             return;
         };
-        if view.live {
+        if view.live || view.received_seq.unwrap_or(0) < seq {
             return;
         }
         view.live = true;

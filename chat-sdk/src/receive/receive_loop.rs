@@ -21,7 +21,7 @@ use chat_protocol::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::catch_up::{hand_over, mark_live, received_seq, send_receipt, sync_room};
+use super::catch_up::{hand_over, mark_live_at, received_seq, send_receipt, sync_room};
 use super::rejoin;
 use crate::client::shared::{lock, Inner};
 use crate::connection::health;
@@ -219,9 +219,7 @@ async fn handle(
             }
             // Everything up to a live message is handed over: a room whose catch-up was
             // refused is live again from here.
-            if received_seq(inner, &room) >= seq {
-                mark_live(inner, &room);
-            }
+            mark_live_at(inner, &room, seq);
             dirty.insert(room);
         }
         event_names::RECEIPT_UPDATE => {
