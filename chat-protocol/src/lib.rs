@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod ack;
+pub mod batch;
 pub mod body;
 pub mod error;
 pub mod events;

@@ -29,3 +29,5 @@ pub const DEFAULT_RESUME_LIMIT: u32 = 100;
 pub const MAX_RESUME_MESSAGES: usize = 1_000;
 /// How many rooms of a `room:resume` cost one request of the rate limit.
 pub const RESUME_ROOMS_PER_REQUEST: usize = 100;
+/// Most messages one `message:send_batch` may carry.
+pub const MAX_SEND_BATCH: usize = 100;

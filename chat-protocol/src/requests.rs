@@ -31,6 +31,9 @@ pub mod names {
     pub const PRESENCE_GET: &str = "presence:get";
     /// `room:resume`: an extension of this server (see [`ResumeRooms`](super::ResumeRooms)).
     pub const ROOM_RESUME: &str = "room:resume";
+    /// `message:send_batch`: an extension of this server (see
+    /// [`SendBatch`](crate::batch::SendBatch)).
+    pub const MESSAGE_SEND_BATCH: &str = "message:send_batch";
 }
 
 /// Names of the optional extensions a server announces in the `extensions` of a
@@ -38,6 +41,8 @@ pub mod names {
 pub mod extensions {
     /// The server answers `room:resume`.
     pub const ROOM_RESUME: &str = "room:resume";
+    /// The server answers `message:send_batch`.
+    pub const MESSAGE_SEND_BATCH: &str = "message:send_batch";
 }
 
 /// The argument of `room:join`, `room:leave`, `typing:start` and `typing:stop`.

@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// room by room, as with a server that lacks it.
     #[arg(long)]
     pub no_resume: bool,
+    /// Do not answer or announce the `message:send_batch` extension: clients send one
+    /// message per request, as to a server that lacks it.
+    #[arg(long)]
+    pub no_send_batch: bool,
     /// Cap the database at this many MiB; past it writes are refused with `internal`, as on
     /// a full disk.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
@@ -103,6 +107,7 @@ impl ServeArgs {
         config.presence_grace = self.presence_grace;
         config.tls = self.tls();
         config.resume_extension = !self.no_resume;
+        config.send_batch_extension = !self.no_send_batch;
         config.max_db_bytes = self.max_db_mib.map(|mib| mib.saturating_mul(1 << 20));
         Ok(config)
     }

@@ -36,6 +36,9 @@ pub struct ServerConfig {
     /// `room:join` answer). On by default; off, the server speaks only the requests every
     /// server has, as a server without the extension does.
     pub resume_extension: bool,
+    /// Whether the server answers the `message:send_batch` extension (and announces it in
+    /// every `room:join` answer). On by default; off, clients send one message per request.
+    pub send_batch_extension: bool,
     /// The most the database may grow to, in bytes; past it every write is refused with
     /// `internal`, as on a full disk (nothing is lost: clients retry). `None`: no cap.
     pub max_db_bytes: Option<u64>,
@@ -56,6 +59,7 @@ impl ServerConfig {
             ping_timeout: Duration::from_secs(20),
             tls: None,
             resume_extension: true,
+            send_batch_extension: true,
             max_db_bytes: None,
         }
     }

@@ -61,7 +61,7 @@ pub async fn authenticate(
     // after the middleware and only then spawns the connect handler, so a client that
     // emits at once could otherwise reach a socket with no handlers and be ignored.
     socket.join(user_key(&user));
-    handlers::register(&socket, app.config.resume_extension);
+    handlers::register(&socket, &app.config);
     socket.on_disconnect(on_disconnect);
     Ok(())
 }

@@ -292,6 +292,55 @@ async fn a_closed_store_refuses_work(open: fn(&Path) -> Opened, path: &Path) {
     ));
 }
 
+async fn a_batch_is_appended_in_order_as_one_operation(open: fn(&Path) -> Opened, path: &Path) {
+    let (store, mut feed) = open(path);
+    store.join(&room("a"), &user("u")).await.expect("join");
+    store.join(&room("b"), &user("u")).await.expect("join");
+    let first = message("a", "u", "one");
+    let again = NewMessage {
+        body: Body::new("the same client id").expect("valid"),
+        ..first.clone()
+    };
+    let appended = store
+        .append_batch(vec![
+            first.clone(),
+            message("b", "u", "elsewhere"),
+            message("c", "u", "not a member"),
+            message("a", "u", "two"),
+            again,
+        ])
+        .await
+        .expect("append batch");
+    let seqs: Vec<_> = appended
+        .iter()
+        .map(|a| match a {
+            Appended::Stored(m) => format!("stored {}:{}", m.room, m.seq),
+            Appended::Duplicate(m) => format!("duplicate {}:{}", m.room, m.seq),
+            Appended::NotMember => "not a member".to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        seqs,
+        [
+            "stored a:1",
+            "stored b:1",
+            "not a member",
+            "stored a:2",
+            "duplicate a:1"
+        ]
+    );
+    let mut published = Vec::new();
+    while let Ok(message) = feed.try_recv() {
+        published.push(format!("{}:{}", message.room, message.seq));
+    }
+    assert_eq!(
+        published,
+        ["a:1", "b:1", "a:2"],
+        "published once each, in order"
+    );
+    assert_eq!(stored(&*store, message("a", "u", "three")).await.seq, 3);
+}
+
 macro_rules! conformance {
     ($module:ident, $open:expr, [$($check:ident),* $(,)?]) => {
         mod $module {
@@ -320,6 +369,7 @@ conformance!(
         committed_messages_are_published_in_commit_order,
         last_seen_round_trips,
         a_closed_store_refuses_work,
+        a_batch_is_appended_in_order_as_one_operation,
     ]
 );
 
@@ -441,6 +491,52 @@ async fn a_database_filling_up_mid_batch_commits_exactly_what_it_answered() {
     assert_same(&in_db, &answered, "in the database", "answered stored");
     let next = stored(&*store, message("full", "u0", "room again")).await;
     assert_eq!(next.seq as usize, answered.len() + 1);
+}
+
+/// A batch that does not fit in a full database is refused whole: none of its messages is
+/// stored or published, and the room's `seq` does not move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_fills_the_database_stores_none_of_its_messages() {
+    use chat_server::store::SqliteOptions;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("full.db");
+    let (feed, mut published) = channel(1_000);
+    let options = SqliteOptions {
+        durable: true,
+        max_bytes: Some(1 << 20),
+    };
+    let store = SqliteStore::open_with(&path, options, Some(feed)).expect("opens");
+    store.join(&room("r"), &user("u")).await.expect("join");
+    let body = "x".repeat(3_000);
+    let mut stored_seqs = 0;
+    let refused = loop {
+        let batch: Vec<NewMessage> = (0..50).map(|_| message("r", "u", &body)).collect();
+        match store.append_batch(batch).await {
+            Ok(appended) => stored_seqs += appended.len(),
+            Err(error) => break error,
+        }
+        assert!(stored_seqs < 10_000, "the cap is never reached");
+    };
+    assert!(stored_seqs > 0, "some batches fit: {refused}");
+    let mut count = 0;
+    while published.try_recv().is_ok() {
+        count += 1;
+    }
+    assert_eq!(
+        count, stored_seqs,
+        "only what was answered stored is published"
+    );
+    let Membership::Member(page) = store
+        .sync(&room("r"), &user("u"), 0, 1)
+        .await
+        .expect("sync")
+    else {
+        panic!("a member");
+    };
+    assert_eq!(
+        page.last_seq as usize, stored_seqs,
+        "the refused batch left no seq behind"
+    );
 }
 
 /// The commit feed is bounded: with a one-slot feed read only while the appends run, the

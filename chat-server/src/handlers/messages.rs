@@ -1,14 +1,17 @@
-//! `message:send` and `message:sync`: storing a message (idempotent by client id) and
-//! paging through a room's history.
+//! `message:send`, `message:send_batch` and `message:sync`: storing messages (idempotent by
+//! client id) and paging through a room's history.
 
+use chat_protocol::batch::{decode_send_batch, SendBatchResult, SendOutcome};
 use chat_protocol::limits::DEFAULT_SYNC_LIMIT;
 use chat_protocol::requests::{SendMessage, SyncMessages};
 use chat_protocol::results::{SendResult, SyncResult};
-use chat_protocol::{ErrorBody, ErrorCode, UserId};
+use chat_protocol::{ErrorBody, ErrorCode, RoomId, UserId};
+use serde_json::Value;
 use socketioxide::extract::SocketRef;
 use socketioxide::SocketIo;
 
 use super::{forbidden, Reply};
+use crate::rate::RateClass;
 use crate::state::{now_ms, AppState};
 use crate::store::{Appended, Membership, NewMessage};
 
@@ -19,6 +22,76 @@ pub(super) async fn send(
     user: &UserId,
     request: SendMessage,
 ) -> Reply<SendResult> {
+    check_length(app, &request)?;
+    let room = request.room.clone();
+    let appended = app
+        .store
+        .append(new_message(user, request))
+        .await
+        .map_err(|e| e.to_wire())?;
+    // A stored message reaches the room through the store's commit feed (see `fanout`).
+    answer(appended, &room)
+}
+
+/// `message:send_batch`: each message checked alone, those that pass stored in order in one
+/// store operation. Each message weighs one request of the send rate limit; the first one
+/// the limit refuses ends the answer, so what is stored is always a prefix of what was sent
+/// (docs/protocol.md).
+pub(super) async fn send_batch(
+    app: &AppState,
+    _io: &SocketIo,
+    _socket: &SocketRef,
+    user: &UserId,
+    argument: Value,
+) -> Reply<SendBatchResult> {
+    let items = decode_send_batch(argument)?;
+    let mut answers: Vec<Option<Reply<SendResult>>> = Vec::with_capacity(items.len());
+    let mut to_store = Vec::with_capacity(items.len());
+    let mut cut = None;
+    for (index, item) in items.into_iter().enumerate() {
+        // `respond` took the first message's share of the limit already.
+        if index > 0 {
+            if let Err(refused) = app.limiters.check(RateClass::Send, user) {
+                cut = Some(refused);
+                break;
+            }
+        }
+        match item.and_then(|request| check_length(app, &request).map(|()| request)) {
+            Ok(request) => {
+                to_store.push((request.room.clone(), new_message(user, request)));
+                answers.push(None);
+            }
+            Err(refused) => answers.push(Some(Err(refused))),
+        }
+    }
+    let (rooms, messages): (Vec<RoomId>, Vec<NewMessage>) = to_store.into_iter().unzip();
+    let mut stored = if messages.is_empty() {
+        Vec::new()
+    } else {
+        app.store
+            .append_batch(messages)
+            .await
+            .map_err(|e| e.to_wire())?
+    }
+    .into_iter()
+    .zip(rooms)
+    .map(|(appended, room)| answer(appended, &room));
+    let mut results = Vec::with_capacity(answers.len() + 1);
+    for decided in answers {
+        let outcome = match decided {
+            Some(refused) => refused,
+            None => stored
+                .next()
+                .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "the store lost a message"))?,
+        };
+        results.push(SendOutcome(outcome));
+    }
+    results.extend(cut.map(|refused| SendOutcome(Err(refused))));
+    Ok(SendBatchResult { results })
+}
+
+/// `too_large` when the body is longer than this server allows.
+fn check_length(app: &AppState, request: &SendMessage) -> Reply<()> {
     let max = app.config.limits.max_body_chars;
     if request.body.char_count() > max {
         return Err(ErrorBody::new(
@@ -29,19 +102,22 @@ pub(super) async fn send(
             ),
         ));
     }
-    let appended = app
-        .store
-        .append(NewMessage {
-            room: request.room.clone(),
-            sender: user.clone(),
-            client_id: request.client_id,
-            body: request.body,
-            reply_to: request.reply_to,
-            ts: now_ms(),
-        })
-        .await
-        .map_err(|e| e.to_wire())?;
-    // A stored message reaches the room through the store's commit feed (see `fanout`).
+    Ok(())
+}
+
+fn new_message(user: &UserId, request: SendMessage) -> NewMessage {
+    NewMessage {
+        room: request.room,
+        sender: user.clone(),
+        client_id: request.client_id,
+        body: request.body,
+        reply_to: request.reply_to,
+        ts: now_ms(),
+    }
+}
+
+/// What `message:send` answers for what the store did.
+fn answer(appended: Appended, room: &RoomId) -> Reply<SendResult> {
     match appended {
         Appended::Stored(message) => Ok(SendResult {
             id: message.id,
@@ -55,7 +131,7 @@ pub(super) async fn send(
             ts: original.ts,
             duplicate: true,
         }),
-        Appended::NotMember => Err(forbidden(&request.room)),
+        Appended::NotMember => Err(forbidden(room)),
     }
 }
 

@@ -103,9 +103,10 @@ macro_rules! on_request {
     };
 }
 
-/// Registers every request handler on a freshly connected socket; `room:resume` only when
-/// the extension is on.
-pub fn register(socket: &SocketRef, resume_extension: bool) {
+/// Registers every request handler on a freshly connected socket; the extensions
+/// (`room:resume`, `message:send_batch`) only when they are on.
+pub fn register(socket: &SocketRef, config: &crate::config::ServerConfig) {
+    let resume_extension = config.resume_extension;
     on_request!(socket, request::ROOM_JOIN, RateClass::Other, rooms::join);
     if resume_extension {
         on_request!(
@@ -122,6 +123,14 @@ pub fn register(socket: &SocketRef, resume_extension: bool) {
         RateClass::Send,
         messages::send
     );
+    if config.send_batch_extension {
+        on_request!(
+            socket,
+            request::MESSAGE_SEND_BATCH,
+            RateClass::Send,
+            messages::send_batch
+        );
+    }
     on_request!(
         socket,
         request::MESSAGE_SYNC,

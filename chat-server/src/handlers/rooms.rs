@@ -32,6 +32,11 @@ pub(super) async fn join(
     if app.config.resume_extension {
         result.extensions.push(extensions::ROOM_RESUME.to_owned());
     }
+    if app.config.send_batch_extension {
+        result
+            .extensions
+            .push(extensions::MESSAGE_SEND_BATCH.to_owned());
+    }
     Ok(result)
 }
 

@@ -110,6 +110,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn is_member(&self, room: &RoomId, user: &UserId) -> Result<bool, StoreError>;
     /// Stores a message with the room's next `seq`, unless `(sender, client_id)` exists.
     async fn append(&self, message: NewMessage) -> Result<Appended, StoreError>;
+    /// Appends each message as [`Store::append`] would, in the order given, as one atomic
+    /// operation: on an error nothing of the batch is stored.
+    async fn append_batch(&self, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError>;
     /// Up to `limit` messages after `after_seq`.
     async fn sync(
         &self,

@@ -127,7 +127,7 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
-        self.call_publishing(Durability::Synced, work, |_| None)
+        self.call_publishing(Durability::Synced, work, |_| Vec::new())
             .await
     }
 
@@ -137,15 +137,17 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
-        self.call_publishing(Durability::Lazy, work, |_| None).await
+        self.call_publishing(Durability::Lazy, work, |_| Vec::new())
+            .await
     }
 
-    /// Like `call`, and once committed publishes the message `published` picks from the result.
+    /// Like `call`, and once committed publishes the messages `published` picks from the
+    /// result, in their order.
     async fn call_publishing<R: Send + 'static>(
         &self,
         durability: Durability,
         work: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
-        published: impl FnOnce(&R) -> Option<Message> + Send + 'static,
+        published: impl FnOnce(&R) -> Vec<Message> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (reply, answer) = oneshot::channel();
         let feed = self.feed.clone();
@@ -158,7 +160,7 @@ impl SqliteStore {
                     Err(e) => Err(StoreError::Commit(e)),
                 };
                 if let (Ok(value), Some(feed)) = (&outcome, feed) {
-                    if let Some(message) = published(value) {
+                    for message in published(value) {
                         // On the writer thread, never inside the runtime: a full feed
                         // holds the writer until the fan-out catches up.
                         let _ = feed.blocking_send(message);
@@ -439,6 +441,53 @@ fn page_in(conn: &Connection, room: &str, after_seq: Seq, limit: u32) -> Result<
     })
 }
 
+/// Stores `message` with its room's next `seq` unless `(sender, client_id)` exists; inside a
+/// job.
+fn append_in(conn: &Connection, message: NewMessage) -> Result<Appended, StoreError> {
+    let sender = message.sender.to_string();
+    let client_id = message.client_id.to_string();
+    let original = conn
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender = ?1 AND client_id = ?2"
+        ))?
+        .query_row([&sender, &client_id], read_message_row)
+        .optional()?;
+    if let Some(row) = original {
+        return Ok(Appended::Duplicate(to_message(row)?));
+    }
+    let room = message.room.to_string();
+    if member_watermarks(conn, &room, &sender)?.is_none() {
+        return Ok(Appended::NotMember);
+    }
+    let seq: i64 = conn
+        .prepare_cached(
+            "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
+        )?
+        .query_row([&room], |row| row.get(0))?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    ))?
+    .execute(params![
+        room,
+        seq,
+        sender,
+        client_id,
+        message.body.as_str(),
+        message.ts,
+        message.reply_to.map(|r| r as i64),
+    ])?;
+    Ok(Appended::Stored(Message {
+        id: message_id(&message.room, seq as Seq),
+        room: message.room,
+        seq: seq as Seq,
+        client_id: message.client_id,
+        sender: message.sender,
+        body: message.body,
+        ts: message.ts,
+        reply_to: message.reply_to,
+    }))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn join(&self, room: &RoomId, user: &UserId) -> Result<Joined, StoreError> {
@@ -507,53 +556,32 @@ impl Store for SqliteStore {
     async fn append(&self, message: NewMessage) -> Result<Appended, StoreError> {
         self.call_publishing(
             Durability::Synced,
-            move |conn| {
-                let sender = message.sender.to_string();
-                let client_id = message.client_id.to_string();
-                let original = conn
-                    .prepare_cached(&format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender = ?1 AND client_id = ?2"
-                ))?
-                    .query_row([&sender, &client_id], read_message_row)
-                    .optional()?;
-                if let Some(row) = original {
-                    return Ok(Appended::Duplicate(to_message(row)?));
-                }
-                let room = message.room.to_string();
-                if member_watermarks(conn, &room, &sender)?.is_none() {
-                    return Ok(Appended::NotMember);
-                }
-                let seq: i64 = conn
-                    .prepare_cached(
-                        "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
-                    )?
-                    .query_row([&room], |row| row.get(0))?;
-                conn.prepare_cached(&format!(
-                    "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-                ))?
-                .execute(params![
-                    room,
-                    seq,
-                    sender,
-                    client_id,
-                    message.body.as_str(),
-                    message.ts,
-                    message.reply_to.map(|r| r as i64),
-                ])?;
-                Ok(Appended::Stored(Message {
-                    id: message_id(&message.room, seq as Seq),
-                    room: message.room,
-                    seq: seq as Seq,
-                    client_id: message.client_id,
-                    sender: message.sender,
-                    body: message.body,
-                    ts: message.ts,
-                    reply_to: message.reply_to,
-                }))
-            },
+            move |conn| append_in(conn, message),
             |appended| match appended {
-                Appended::Stored(message) => Some(message.clone()),
-                _ => None,
+                Appended::Stored(message) => vec![message.clone()],
+                _ => Vec::new(),
+            },
+        )
+        .await
+    }
+
+    async fn append_batch(&self, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
+        self.call_publishing(
+            Durability::Synced,
+            move |conn| {
+                messages
+                    .into_iter()
+                    .map(|message| append_in(conn, message))
+                    .collect::<Result<Vec<_>, _>>()
+            },
+            |appended| {
+                appended
+                    .iter()
+                    .filter_map(|appended| match appended {
+                        Appended::Stored(message) => Some(message.clone()),
+                        _ => None,
+                    })
+                    .collect()
             },
         )
         .await
