@@ -33,6 +33,8 @@ pub struct ChildConfig {
     pub raised_limits: bool,
     /// Whether the server offers `room:resume` (else it runs with `--no-resume`).
     pub resume_extension: bool,
+    /// Whether the server offers `message:send_batch` (else it runs with `--no-send-batch`).
+    pub send_batch_extension: bool,
 }
 
 /// A running child server.
@@ -106,6 +108,9 @@ impl ChildServer {
         }
         if !self.config.resume_extension {
             command.arg("--no-resume");
+        }
+        if !self.config.send_batch_extension {
+            command.arg("--no-send-batch");
         }
         if self.config.raised_limits {
             command

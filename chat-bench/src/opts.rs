@@ -165,6 +165,10 @@ pub struct Opts {
     /// room (as with a server that lacks it).
     #[arg(long)]
     pub no_resume: bool,
+    /// Start the server without the `message:send_batch` extension, so SDK clients send one
+    /// message per request (as to a server that lacks it).
+    #[arg(long)]
+    pub no_send_batch: bool,
     /// The executable started as the server (default: this program, which can serve).
     #[arg(long, hide = true)]
     pub server_exe: Option<PathBuf>,

@@ -185,6 +185,9 @@ pub struct Configuration {
     pub persistent_outbox: bool,
     /// The transport under the SDK clients.
     pub sdk_transport: crate::opts::SdkTransport,
+    /// The extensions the embedded server offered (absent for a server the bench did not
+    /// start).
+    pub server_extensions: Option<Vec<String>>,
     /// This tool's version.
     pub version: String,
     /// Cores of this machine.
@@ -346,6 +349,14 @@ pub fn human(report: &Report) -> String {
         c.version,
         c.cores
     );
+    if let Some(names) = &c.server_extensions {
+        let names = if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        };
+        let _ = writeln!(out, "server extensions: {names}");
+    }
     out.push('\n');
     let mut header = names.clone();
     if runs.len() == 2 {

@@ -68,6 +68,7 @@ impl Target {
             durable: !opts.no_fsync,
             raised_limits: opts.server_limits == crate::opts::ServerLimits::Raised,
             resume_extension: !opts.no_resume,
+            send_batch_extension: !opts.no_send_batch,
         })
         .await?;
         Ok(Self {
@@ -137,6 +138,16 @@ pub fn configuration(opts: &Opts) -> Configuration {
         version: env!("CARGO_PKG_VERSION").into(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         link: opts.link.clone(),
+        server_extensions: opts.url.is_none().then(|| {
+            let mut names = Vec::new();
+            if !opts.no_resume {
+                names.push("room:resume".to_owned());
+            }
+            if !opts.no_send_batch {
+                names.push("message:send_batch".to_owned());
+            }
+            names
+        }),
     }
 }
 

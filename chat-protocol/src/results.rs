@@ -34,6 +34,10 @@ pub struct JoinResult {
 pub struct ResumeResult {
     /// The rooms.
     pub rooms: Vec<ResumedRoom>,
+    /// The extensions this server answers, as in a `room:join` answer (a client that
+    /// resumes sees no join answer). An addition: absent (empty) from servers without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<String>,
 }
 
 /// One room of a [`ResumeResult`]: what `room:join` answers, and the first page of what a

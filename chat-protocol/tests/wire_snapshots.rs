@@ -1,6 +1,7 @@
 //! Pins the exact JSON of every request, result and event on the wire.
 
 use chat_protocol::ack::{err, ok};
+use chat_protocol::batch::{SendBatch, SendBatchResult, SendOutcome};
 use chat_protocol::events::{Message, Presence, ReceiptUpdate, RoomMember, TypingUpdate};
 use chat_protocol::requests::{
     PresenceGet, Receipt, ResumeRoom, ResumeRooms, RoomRequest, SendMessage, SyncMessages,
@@ -47,6 +48,25 @@ fn requests() {
             client_id: client_id(),
             body: Body::new("hi").expect("valid body"),
             reply_to: None,
+        }
+    );
+    insta::assert_json_snapshot!(
+        "send_batch",
+        SendBatch {
+            messages: vec![
+                SendMessage {
+                    room: room(),
+                    client_id: client_id(),
+                    body: Body::new("first").expect("valid body"),
+                    reply_to: None,
+                },
+                SendMessage {
+                    room: room(),
+                    client_id: ClientId::from_uuid(Uuid::from_u128(2)),
+                    body: Body::new("second").expect("valid body"),
+                    reply_to: Some(7),
+                },
+            ],
         }
     );
     insta::assert_json_snapshot!(
@@ -126,6 +146,25 @@ fn results_as_acks() {
                 messages: vec![message()],
                 has_more: false,
             }],
+            extensions: vec!["room:resume".into(), "message:send_batch".into()],
+        })
+    );
+    insta::assert_json_snapshot!(
+        "ack_send_batch",
+        ok(&SendBatchResult {
+            results: vec![
+                SendOutcome(Ok(SendResult {
+                    id: MessageId("general:7".into()),
+                    seq: 7,
+                    ts: 1_700_000_000_000,
+                    duplicate: false,
+                })),
+                SendOutcome(Err(ErrorBody::new(
+                    ErrorCode::Forbidden,
+                    "not a member of room secret; join it first"
+                ))),
+                SendOutcome(Err(ErrorBody::rate_limited(40))),
+            ],
         })
     );
     insta::assert_json_snapshot!("ack_leave", ok(&LeaveResult {}));

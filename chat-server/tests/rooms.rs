@@ -96,7 +96,10 @@ async fn resume_rejoins_every_room_and_returns_what_was_missed_in_one_request() 
     let server = server().await;
     let alice = RawClient::as_user(&server, "alice").await;
     let joined = alice.join("a").await;
-    assert_eq!(joined["extensions"], json!(["room:resume"]));
+    assert_eq!(
+        joined["extensions"],
+        json!(["room:resume", "message:send_batch"])
+    );
     alice.join("b").await;
     let bob = RawClient::as_user(&server, "bob").await;
     bob.join("a").await;
@@ -118,6 +121,11 @@ async fn resume_rejoins_every_room_and_returns_what_was_missed_in_one_request() 
         )
         .await;
     assert_eq!(resumed["ok"], true, "{resumed}");
+    assert_eq!(
+        resumed["extensions"],
+        json!(["room:resume", "message:send_batch"]),
+        "a client that resumes learns the extensions too"
+    );
     let rooms = resumed["rooms"].as_array().expect("rooms");
     assert_eq!(rooms.len(), 3);
     assert_eq!(
@@ -167,7 +175,7 @@ async fn a_server_without_the_extension_neither_announces_nor_answers_it() {
     let server = support::server_with(|config| config.resume_extension = false).await;
     let alice = RawClient::as_user(&server, "alice").await;
     let joined = alice.join("a").await;
-    assert!(joined.get("extensions").is_none(), "{joined}");
+    assert_eq!(joined["extensions"], json!(["message:send_batch"]));
     let mut unanswered = alice.start_request("room:resume", json!({"rooms": [{"room": "a"}]}));
     // Requests are answered in order: once the next one is, the resume never will be.
     assert_eq!(alice.join("b").await["ok"], true);

@@ -54,7 +54,9 @@ pub(crate) struct Inner {
     /// Watches of single messages, for their send handles.
     pub watchers: Watchers,
     /// Whether the server answers `room:resume`, as its join answers said.
-    pub resume: ResumeSupport,
+    pub resume: ExtensionSupport,
+    /// Whether the server answers `message:send_batch`, as its join and resume answers said.
+    pub send_batch: ExtensionSupport,
     /// Rooms whose `receipt:delivered` is due, handed to the receive loop, which batches
     /// receipts; woken by `receipts_wake`.
     pub receipts_due: Mutex<BTreeSet<RoomId>>,
@@ -71,18 +73,18 @@ impl std::fmt::Debug for Inner {
     }
 }
 
-/// What the client knows of the server's `room:resume` extension: unknown until a
-/// `room:join` answer says, and learnt again from every join answer (a server may be
-/// replaced by one of another kind between two connections).
+/// What the client knows of one of the server's extensions: unknown until an answer that
+/// lists them says, and learnt again from every such answer (a server may be replaced by
+/// one of another kind between two connections).
 #[derive(Debug, Default)]
-pub(crate) struct ResumeSupport(std::sync::atomic::AtomicU8);
+pub(crate) struct ExtensionSupport(std::sync::atomic::AtomicU8);
 
-impl ResumeSupport {
+impl ExtensionSupport {
     const UNKNOWN: u8 = 0;
     const YES: u8 = 1;
     const NO: u8 = 2;
 
-    /// `None` until a join answer said.
+    /// `None` until an answer said.
     pub fn get(&self) -> Option<bool> {
         match self.0.load(std::sync::atomic::Ordering::Acquire) {
             Self::UNKNOWN => None,
@@ -90,7 +92,7 @@ impl ResumeSupport {
         }
     }
 
-    /// Back to unknown: the next connection asks a join answer again.
+    /// Back to unknown: the next connection asks again.
     pub fn forget(&self) {
         self.0
             .store(Self::UNKNOWN, std::sync::atomic::Ordering::Release);
@@ -138,7 +140,8 @@ impl Inner {
             me,
             typing: Mutex::new(HashMap::new()),
             watchers: Watchers::default(),
-            resume: ResumeSupport::default(),
+            resume: ExtensionSupport::default(),
+            send_batch: ExtensionSupport::default(),
             receipts_due: Mutex::new(BTreeSet::new()),
             receipts_wake: tokio::sync::Notify::new(),
         }

@@ -72,6 +72,66 @@ pub(crate) fn record_sent(
     Ok(())
 }
 
+/// Hands `messages` to the server: each one still to send moves to `Sending` with its next
+/// attempt, all in one store transaction. Returns those that did (as they now are); one
+/// discarded or expired since it was read is left out, and never goes on the wire.
+pub(crate) fn begin_sending(
+    inner: &Inner,
+    messages: Vec<OutgoingMessage>,
+) -> Result<Vec<OutgoingMessage>, StoreError> {
+    let _guard = lock(&inner.status_lock);
+    let changes: Vec<(ClientId, MessageState, u32)> = messages
+        .iter()
+        .map(|message| {
+            let attempt = message.attempts.saturating_add(1);
+            (
+                message.client_id,
+                MessageState::Sending { attempt },
+                attempt,
+            )
+        })
+        .collect();
+    let present = inner.store.begin_sending(&changes)?;
+    let mut sending = Vec::with_capacity(messages.len());
+    for ((mut message, (_, state, attempt)), present) in
+        messages.into_iter().zip(changes).zip(present)
+    {
+        if present {
+            announce(inner, message.client_id, &message.room, state.clone());
+            message.attempts = attempt;
+            message.state = state;
+            sending.push(message);
+        }
+    }
+    Ok(sending)
+}
+
+/// Moves several messages to new states in one store transaction: each that is still in
+/// the outbox is announced, and one that is now `Sent` starts being followed for receipts.
+pub(crate) fn record_all(
+    inner: &Inner,
+    moves: Vec<(&OutgoingMessage, MessageState)>,
+) -> Result<(), StoreError> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let _guard = lock(&inner.status_lock);
+    let changes: Vec<(ClientId, MessageState)> = moves
+        .iter()
+        .map(|(message, state)| (message.client_id, state.clone()))
+        .collect();
+    let present = inner.store.set_states(&changes)?;
+    for ((message, state), present) in moves.into_iter().zip(present) {
+        if present {
+            if matches!(state, MessageState::Sent { .. }) {
+                crate::outbox::receipts::track(inner, &message.room, message.client_id, &state);
+            }
+            announce(inner, message.client_id, &message.room, state);
+        }
+    }
+    Ok(())
+}
+
 /// Moves several acknowledged messages of `room` on (a receipt moves a run at once), in
 /// one store transaction; messages no longer in the outbox are not announced. The caller
 /// holds `status_lock`.

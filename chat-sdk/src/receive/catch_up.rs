@@ -38,7 +38,7 @@ pub(crate) async fn join_room(
         &RoomRequest { room: room.clone() },
     )
     .await?;
-    learn_extensions(inner, &result);
+    learn_extensions(inner, &result.extensions);
     apply_join(inner, room, &result, since)?;
     Ok(result)
 }
@@ -78,14 +78,11 @@ pub(crate) fn apply_join(
     Ok(())
 }
 
-/// Records a `room:join` answer's word on `room:resume` (resume answers carry none).
-pub(crate) fn learn_extensions(inner: &Inner, result: &JoinResult) {
-    inner.resume.set(
-        result
-            .extensions
-            .iter()
-            .any(|name| name == extensions::ROOM_RESUME),
-    );
+/// Records what a `room:join` or `room:resume` answer says of the server's extensions.
+pub(crate) fn learn_extensions(inner: &Inner, offered: &[String]) {
+    let offers = |extension: &str| offered.iter().any(|name| name == extension);
+    inner.resume.set(offers(extensions::ROOM_RESUME));
+    inner.send_batch.set(offers(extensions::MESSAGE_SEND_BATCH));
 }
 
 /// The room is live: tells the application once per connection.

@@ -12,15 +12,11 @@ use chat_protocol::requests::{names, ResumeRoom, ResumeRooms};
 use chat_protocol::results::ResumeResult;
 use chat_protocol::RoomId;
 
-use super::catch_up::{apply_join, hand_over, mark_live};
+use super::catch_up::{apply_join, hand_over, learn_extensions, mark_live};
 use super::patience::patiently;
 use crate::client::shared::{lock, Inner};
 use crate::error::RequestError;
-use crate::transport::Connection;
-
-/// The most one request's room list may take, in bytes: inside the server's 64 KiB packet
-/// with room for the Socket.IO framing.
-const MAX_REQUEST_BYTES: usize = 60 * 1024;
+use crate::transport::{Connection, MAX_REQUEST_BYTES};
 
 /// What a resume left to do.
 #[derive(Debug, Default)]
@@ -74,6 +70,11 @@ pub(crate) async fn resume(
                 continue;
             }
         };
+        // A server that lists no extensions here predates the list: it has `room:resume`
+        // (it just answered one), and what else it has was learnt from a join answer.
+        if !answer.extensions.is_empty() {
+            learn_extensions(inner, &answer.extensions);
+        }
         for entry in answer.rooms {
             let room = entry.joined.room.clone();
             if !chunk.contains(&room) {

@@ -112,17 +112,21 @@ impl Store {
     }
 
     /// The oldest message still to send (queued or sending), in queue order.
+    #[cfg(test)]
     pub(crate) fn next_pending(&self) -> Result<Option<OutgoingMessage>, StoreError> {
+        Ok(self.pending_head(1)?.into_iter().next())
+    }
+
+    /// The `limit` oldest messages still to send (queued or sending), in queue order.
+    pub(crate) fn pending_head(&self, limit: usize) -> Result<Vec<OutgoingMessage>, StoreError> {
         let conn = self.lock();
-        let row = conn
-            .prepare_cached(concat!(
-                "SELECT * FROM outbox WHERE ",
-                unsent!(),
-                " AND kind != 'failed' ORDER BY position LIMIT 1"
-            ))?
-            .query_row([], row_to_message)
-            .optional()?;
-        row.transpose()
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT * FROM outbox WHERE ",
+            unsent!(),
+            " AND kind != 'failed' ORDER BY position LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], row_to_message)?;
+        rows.map(|row| row?).collect()
     }
 
     /// One message.
@@ -192,6 +196,31 @@ impl Store {
                     state.seq().map(seq_to_sql)
                 ])?;
                 changed.push(rows > 0);
+            }
+        }
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    /// Hands several messages to the server (`Sending`, with their attempt counts) in one
+    /// transaction. As [`Store::set_state`] with an attempt count, only a message still to
+    /// send is changed; the result says, for each, whether it was.
+    pub(crate) fn begin_sending(
+        &self,
+        changes: &[(ClientId, MessageState, u32)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        let mut changed = Vec::with_capacity(changes.len());
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE outbox SET kind = ?2, state = ?3, attempts = ?4
+                 WHERE client_id = ?1 AND kind IN ('queued', 'sending')",
+            )?;
+            for (id, state, attempts) in changes {
+                let json = serde_json::to_string(state).map_err(corrupt)?;
+                changed
+                    .push(stmt.execute(params![id.to_string(), state.name(), json, attempts])? > 0);
             }
         }
         tx.commit()?;

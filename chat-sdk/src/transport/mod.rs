@@ -23,6 +23,10 @@ mod websocket;
 
 #[cfg(feature = "socketio")]
 pub use socketio::SocketIoTransport;
+
+/// The most one request's argument may take, in bytes: inside the server's 64 KiB packet
+/// with room for the Socket.IO framing.
+pub(crate) const MAX_REQUEST_BYTES: usize = 60 * 1024;
 pub use tls::TlsConfig;
 pub use websocket::WebSocketTransport;
 

@@ -156,8 +156,10 @@ pub fn assert_exactly_once_in_order(messages: &[Message], bodies: &[String], fir
     }
 }
 
-/// Reads the whole room from the server with `history`, to check what was stored.
+/// Reads the whole room from the server with `history`, to check what was stored (once the
+/// client is connected: everything may have arrived before it reconnected from a fault).
 pub async fn stored(client: &Client, room: &RoomId) -> Vec<Message> {
+    wait_connected(client).await;
     let mut all = Vec::new();
     let mut after = 0;
     loop {

@@ -1,6 +1,7 @@
-//! A transport wrapper for tests: counts every `message:send` put on the wire (per
-//! `client_id`) and can swallow acks after the server answered them, as a link that dies
-//! between the server's commit and the ack's arrival would.
+//! A transport wrapper for tests: counts every message put on the wire (per `client_id`, in
+//! a `message:send` or a `message:send_batch`) and can swallow acks after the server
+//! answered them, as a link that dies between the server's commit and the ack's arrival
+//! would.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,9 +17,9 @@ use tokio::sync::mpsc;
 
 #[derive(Debug, Default)]
 pub struct Wire {
-    /// `message:send` requests per client_id, in the order they were put on the wire.
+    /// Messages put on the wire (alone or in a batch), by client_id, in wire order.
     pub sends: Mutex<Vec<String>>,
-    /// How many upcoming `message:send` acks to swallow.
+    /// How many upcoming acks of `message:send` or `message:send_batch` to swallow.
     pub swallow_acks: AtomicUsize,
     /// Connections made.
     pub connections: AtomicUsize,
@@ -83,9 +84,21 @@ impl Connection for CountingConnection {
             .expect("lock")
             .entry(event.to_owned())
             .or_insert(0) += 1;
-        if event == "message:send" {
-            let id = payload["client_id"].as_str().unwrap_or_default().to_owned();
-            self.wire.sends.lock().expect("lock").push(id);
+        let carried: Vec<String> = match event {
+            "message:send" => vec![payload["client_id"].as_str().unwrap_or_default().to_owned()],
+            "message:send_batch" => payload["messages"]
+                .as_array()
+                .map(|messages| {
+                    messages
+                        .iter()
+                        .map(|m| m["client_id"].as_str().unwrap_or_default().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if !carried.is_empty() {
+            self.wire.sends.lock().expect("lock").extend(carried);
             let answer = self.inner.request(event, payload).await?;
             let swallow = self
                 .wire
@@ -116,4 +129,21 @@ impl Connection for CountingConnection {
     fn close(&self, reason: &str) {
         self.inner.close(reason)
     }
+}
+
+/// `user` connected to `server` through a [`CountingTransport`], a member of `room`.
+pub async fn connect_counted(
+    server: &chat_testkit::TestServer,
+    user: &str,
+    room: &chat_sdk::chat_protocol::RoomId,
+) -> (chat_sdk::Client, chat_sdk::Events, Arc<Wire>) {
+    let transport = Arc::new(CountingTransport::default());
+    let wire = transport.wire.clone();
+    let (client, events) = super::builder(&server.url(), server.token(user))
+        .transport(transport)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{user} connects: {e}"));
+    client.join(room).await.expect("join");
+    (client, events, wire)
 }

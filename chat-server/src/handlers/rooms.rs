@@ -29,14 +29,7 @@ pub(super) async fn join(
         .map_err(|e| e.to_wire())?;
     socket.join(room_key(&request.room));
     let mut result = answer(io, &request.room, user, joined);
-    if app.config.resume_extension {
-        result.extensions.push(extensions::ROOM_RESUME.to_owned());
-    }
-    if app.config.send_batch_extension {
-        result
-            .extensions
-            .push(extensions::MESSAGE_SEND_BATCH.to_owned());
-    }
+    result.extensions = offered(app);
     Ok(result)
 }
 
@@ -81,7 +74,22 @@ pub(super) async fn resume(
             has_more: page.has_more,
         })
         .collect();
-    Ok(ResumeResult { rooms })
+    Ok(ResumeResult {
+        rooms,
+        extensions: offered(app),
+    })
+}
+
+/// The extensions this server answers, announced in every join and resume answer.
+fn offered(app: &AppState) -> Vec<String> {
+    let mut names = Vec::new();
+    if app.config.resume_extension {
+        names.push(extensions::ROOM_RESUME.to_owned());
+    }
+    if app.config.send_batch_extension {
+        names.push(extensions::MESSAGE_SEND_BATCH.to_owned());
+    }
+    names
 }
 
 /// The `room:join` answer for `joined`, announcing the membership if it is new.
