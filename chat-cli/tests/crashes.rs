@@ -79,6 +79,46 @@ fn a_client_killed_mid_send_delivers_every_queued_message_once_after_a_restart()
     );
 }
 
+/// The server SIGKILLed while `chat send -` streams lines to it, and started again on the same
+/// database: the command reconnects, sends what was left (in `message:send_batch` requests
+/// once a join answer has announced them) and exits 0; the room holds every line exactly
+/// once, in order — the batch on the wire at the kill was neither lost nor stored twice.
+#[test]
+fn a_server_killed_under_a_stream_of_sends_stores_every_line_once_in_order() {
+    use std::io::Write;
+    const LINES: usize = 600;
+    let mut server = Server::start_with(&["--send-rate", "5000"]);
+    let lines_in: String = (0..LINES).map(|i| format!("line {i}\n")).collect();
+    let mut child = server
+        .chat("alice")
+        .args(["send", "general", "-", "--json", "--timeout", "60s"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn send -");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(lines_in.as_bytes()).expect("write stdin");
+    drop(stdin);
+    let mut lines = common::Lines::new(child.stdout.take().expect("stdout"));
+    for _ in 0..30 {
+        lines.wait_for("a sent line", |l| l.contains(r#""state":"sent""#));
+    }
+    server.stop();
+    server.resume();
+    let (ended, end) = std::sync::mpsc::channel();
+    std::thread::spawn(move || ended.send(child.wait()));
+    let status = end
+        .recv_timeout(std::time::Duration::from_secs(90))
+        .expect("chat send ends")
+        .expect("wait");
+    assert!(status.success(), "chat send ended with {status}");
+    assert!(nothing_unsent(&server, "alice"));
+    let stored = history(&server, "alice", "general");
+    let expected: Vec<String> = (0..LINES).map(|i| format!("line {i}")).collect();
+    assert_eq!(stored, expected, "once each, in order, none skipped");
+}
+
 /// The server's database fills up (`--max-db-mib 1`, SQLite's SQLITE_FULL as on a full disk)
 /// under a stream of messages: the sender's command ends with exit 1 and messages left
 /// queued — not failed, not lost. The server is then SIGKILLed and started again with room
