@@ -25,17 +25,29 @@ fn settled(client: &chat_sdk::Client) -> bool {
         .all(|m| m.state.seq().is_some() || matches!(m.state, MessageState::Failed { .. }))
 }
 
+/// Queues `sent` to `room` while the server is down, brings it back, and checks that every
+/// message is acknowledged and stored once, in order.
+async fn queue_offline_then_deliver(
+    server: &mut TestServer,
+    client: &chat_sdk::Client,
+    events: &mut chat_sdk::Events,
+    room: &chat_sdk::chat_protocol::RoomId,
+    sent: &[String],
+) {
+    server.stop().await.expect("stops");
+    send_all(client, room, sent).await;
+    server.resume().await.expect("resumes");
+    wait_until(events, || all_acked(client)).await;
+    assert_exactly_once_in_order(&stored(client, room).await, sent, 1);
+}
+
 #[tokio::test]
 async fn messages_queued_offline_go_out_in_a_few_requests_once_each_in_order() {
     let mut server = TestServer::start().await.expect("server starts");
     let general = room("general");
     let (alice, mut events, wire) = connect_counted(&server, "alice", &general).await;
-    server.stop().await.expect("stops");
     let sent = bodies("offline", 250);
-    send_all(&alice, &general, &sent).await;
-    server.resume().await.expect("resumes");
-    wait_until(&mut events, || all_acked(&alice)).await;
-    assert_exactly_once_in_order(&stored(&alice, &general).await, &sent, 1);
+    queue_offline_then_deliver(&mut server, &alice, &mut events, &general, &sent).await;
     assert_eq!(
         (
             wire.requests_of("message:send_batch"),
@@ -54,12 +66,8 @@ async fn a_rate_limit_refusal_in_the_middle_of_a_batch_keeps_the_order() {
         .expect("server starts");
     let general = room("general");
     let (alice, mut events, wire) = connect_counted(&server, "alice", &general).await;
-    server.stop().await.expect("stops");
     let sent = bodies("limited", 60);
-    send_all(&alice, &general, &sent).await;
-    server.resume().await.expect("resumes");
-    wait_until(&mut events, || all_acked(&alice)).await;
-    assert_exactly_once_in_order(&stored(&alice, &general).await, &sent, 1);
+    queue_offline_then_deliver(&mut server, &alice, &mut events, &general, &sent).await;
     let on_the_wire = wire.sends.lock().expect("lock").len();
     assert!(
         on_the_wire > sent.len(),
@@ -170,12 +178,8 @@ async fn without_the_extension_every_message_goes_alone() {
         .expect("server starts");
     let general = room("general");
     let (alice, mut events, wire) = connect_counted(&server, "alice", &general).await;
-    server.stop().await.expect("stops");
     let sent = bodies("alone", 30);
-    send_all(&alice, &general, &sent).await;
-    server.resume().await.expect("resumes");
-    wait_until(&mut events, || all_acked(&alice)).await;
-    assert_exactly_once_in_order(&stored(&alice, &general).await, &sent, 1);
+    queue_offline_then_deliver(&mut server, &alice, &mut events, &general, &sent).await;
     assert_eq!(wire.requests_of("message:send_batch"), 0);
     assert_eq!(wire.requests_of("message:send"), 30);
 }
