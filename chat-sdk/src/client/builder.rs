@@ -321,17 +321,20 @@ impl ClientBuilder {
             inbound_capacity: self.inbound_capacity,
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(Inner::new(config, runtime, store, self.token, me, tx));
+        let inner = Arc::new_cyclic(|this| {
+            Inner::new(config, runtime, store, self.token, me, tx, this.clone())
+        });
+        let stored_rooms = inner.store.rooms().wait()?;
         {
             let mut rooms = lock(&inner.rooms);
-            for stored in inner.store.rooms()? {
+            for stored in stored_rooms {
                 let view = rooms.entry(stored.room).or_default();
                 view.joined = stored.joined;
                 view.received_seq = stored.resume_after;
                 view.taken_seq = stored.resume_after.unwrap_or(0);
             }
         }
-        for message in inner.store.awaiting_receipts()? {
+        for message in inner.store.awaiting_receipts().wait()? {
             receipts::track(&inner, &message.room, message.client_id, &message.state);
         }
         let events = Events {

@@ -12,7 +12,6 @@ pub(crate) mod typing;
 pub use builder::ClientBuilder;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,9 +21,10 @@ use chat_protocol::{Body, ClientId, Presence, RoomId, Seq, UserId};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::error::{RequestError, SendError};
+use crate::error::{RequestError, SendError, StoreError};
 use crate::outbox::{flusher, transitions};
 use crate::receive::{catch_up, rejoin};
+use crate::store::{Durable, Pending};
 use crate::{ConnectionState, MessageState, OutgoingMessage};
 use crate::{Outbox, SendHandle};
 use shared::{lock, Inner};
@@ -167,14 +167,9 @@ impl Client {
         text: impl Into<String>,
         reply_to: Option<Seq>,
     ) -> Result<SendHandle, SendError> {
-        let inner = self.inner();
-        let message = self.queue(room, text, reply_to)?;
-        flusher::trigger(inner);
-        let synced = inner
-            .store
-            .sync_off_thread(Some(inner.runtime.clone()))
-            .await;
-        confirmed(message, synced)
+        let (message, queued) = self.queue(room, text, reply_to)?;
+        let answer = queued.await;
+        self.confirmed(message, answer)
     }
 
     fn send_message_blocking(
@@ -183,26 +178,21 @@ impl Client {
         text: impl Into<String>,
         reply_to: Option<Seq>,
     ) -> Result<SendHandle, SendError> {
-        let inner = self.inner();
-        let message = self.queue(room, text, reply_to)?;
-        if !inner.store.needs_sync() {
-            flusher::trigger(inner);
-            return Ok(message);
-        }
-        // The flusher may put the message on the wire while the disk confirms it: the
-        // network round trip and the fsync overlap instead of adding up.
-        let _flusher = FlusherStart::from_another_thread(inner);
-        confirmed(message, inner.store.sync())
+        let (message, queued) = self.queue(room, text, reply_to)?;
+        // The store's thread starts the flusher once the message is committed: the network
+        // round trip and the fsync overlap instead of adding up.
+        let answer = queued.wait();
+        self.confirmed(message, answer)
     }
 
-    /// Commits a new message to the outbox and announces it; the caller starts the outbox
-    /// and waits for the disk.
+    /// Hands a new message to the store, which commits it, announces it, starts the
+    /// flusher and answers once the disk confirmed it.
     fn queue(
         &self,
         room: &RoomId,
         text: impl Into<String>,
         reply_to: Option<Seq>,
-    ) -> Result<SendHandle, SendError> {
+    ) -> Result<(OutgoingMessage, Pending<Durable<bool>>), SendError> {
         let inner = self.inner();
         let body = Body::new(text)?;
         let message = OutgoingMessage {
@@ -214,11 +204,25 @@ impl Client {
             attempts: 0,
             state: MessageState::Queued,
         };
-        if !transitions::queue(inner, &message, inner.config.outbox_capacity)? {
+        let queued = transitions::queue(inner, &message, inner.config.outbox_capacity);
+        Ok((message, queued))
+    }
+
+    /// The store's answer to a new message: its handle once the message is durable, or why
+    /// not.
+    fn confirmed(
+        &self,
+        message: OutgoingMessage,
+        answer: Result<Durable<bool>, StoreError>,
+    ) -> Result<SendHandle, SendError> {
+        let inner = self.inner();
+        let (inserted, disk) = answer?;
+        if !inserted {
             return Err(SendError::OutboxFull {
                 capacity: inner.config.outbox_capacity,
             });
         }
+        let room = &message.room;
         if lock(&inner.typing).contains_key(room) {
             let inner = inner.clone();
             let room = room.clone();
@@ -227,11 +231,14 @@ impl Client {
                 .clone()
                 .spawn(async move { typing::stop(&inner, &room).await });
         }
-        Ok(SendHandle::new(
-            inner.clone(),
-            message.client_id,
-            message.room,
-        ))
+        let handle = SendHandle::new(inner.clone(), message.client_id, message.room);
+        match disk {
+            Ok(()) => Ok(handle),
+            Err(source) => Err(SendError::NotDurable {
+                message: handle,
+                source,
+            }),
+        }
     }
 
     /// Joins `room` (membership is durable on the server) and catches up on it: messages
@@ -265,7 +272,7 @@ impl Client {
         let inner = self.inner();
         // Held throughout, so a position reset never races a hand-over in progress.
         let _guard = inner.recv_lock.lock().await;
-        inner.store.set_joined(std::slice::from_ref(room), true)?;
+        inner.store.set_joined(vec![room.clone()], true).await?;
         {
             let mut rooms = lock(&inner.rooms);
             let view = rooms.entry(room.clone()).or_default();
@@ -273,9 +280,10 @@ impl Client {
             view.joined_here = true;
             if let Some(since) = since {
                 view.received_seq = Some(since);
-                drop(rooms);
-                inner.store.reset_position(room, since)?;
             }
+        }
+        if let Some(since) = since {
+            inner.store.reset_position(room.clone(), since).await?;
         }
         let conn = inner.connection().ok_or(RequestError::NotConnected)?;
         let result = catch_up::join_room(inner, &*conn, room, since).await?;
@@ -304,7 +312,7 @@ impl Client {
     pub async fn join_all(&self, rooms: &[RoomId]) -> Result<(), RequestError> {
         let inner = self.inner();
         let _guard = inner.recv_lock.lock().await;
-        inner.store.set_joined(rooms, true)?;
+        inner.store.set_joined(rooms.to_vec(), true).await?;
         {
             let mut views = lock(&inner.rooms);
             for room in rooms {
@@ -334,7 +342,7 @@ impl Client {
     /// Leaves `room`: ends the membership on the server and stops re-joining it.
     pub async fn leave(&self, room: &RoomId) -> Result<(), RequestError> {
         let inner = self.inner();
-        inner.store.set_joined(std::slice::from_ref(room), false)?;
+        inner.store.set_joined(vec![room.clone()], false).await?;
         if let Some(view) = lock(&inner.rooms).get_mut(room) {
             view.joined = false;
         }
@@ -551,60 +559,5 @@ impl Client {
             .filter(|(_, view)| view.joined)
             .map(|(room, view)| (room.clone(), view.received_seq))
             .collect()
-    }
-}
-
-/// A queued message once the disk answered: durable, or queued but not confirmed.
-fn confirmed(
-    message: SendHandle,
-    synced: Result<(), crate::StoreError>,
-) -> Result<SendHandle, SendError> {
-    match synced {
-        Ok(()) => Ok(message),
-        Err(source) => Err(SendError::NotDurable { message, source }),
-    }
-}
-
-/// Starts the outbox flusher from a blocking-pool thread of the runtime, so it can run
-/// while the calling thread waits for the disk. Spawned from this thread, it would wait for
-/// it: on a multi-threaded runtime a task spawned by a worker goes to that worker's
-/// next-task slot, which other workers do not steal from. (Called from a thread outside
-/// the runtime, it starts the flusher at once.) If the pool has not got to it
-/// by the time this value is dropped (an application's long blocking jobs can keep the
-/// pool busy), the flusher starts from here then; it starts exactly once.
-struct FlusherStart {
-    inner: Arc<Inner>,
-    started: Arc<AtomicBool>,
-}
-
-impl FlusherStart {
-    fn from_another_thread(inner: &Arc<Inner>) -> Self {
-        let started = Arc::new(AtomicBool::new(false));
-        let multi_threaded =
-            inner.runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
-        if tokio::runtime::Handle::try_current().is_err() {
-            // A thread of no runtime: no task waits for it, so the flusher starts at once.
-            started.store(true, Ordering::Release);
-            flusher::trigger(inner);
-        } else if multi_threaded {
-            let (inner, started) = (inner.clone(), started.clone());
-            drop(inner.runtime.clone().spawn_blocking(move || {
-                if !started.swap(true, Ordering::AcqRel) {
-                    flusher::trigger(&inner);
-                }
-            }));
-        }
-        Self {
-            inner: inner.clone(),
-            started,
-        }
-    }
-}
-
-impl Drop for FlusherStart {
-    fn drop(&mut self) {
-        if !self.started.swap(true, Ordering::AcqRel) {
-            flusher::trigger(&self.inner);
-        }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use chat_protocol::{RoomId, UserId};
 use serde::de::DeserializeOwned;
@@ -25,6 +25,9 @@ use crate::transport::Connection;
 use crate::ConnectionState;
 
 pub(crate) struct Inner {
+    /// This very value, for what runs later elsewhere (the store's announcements) without
+    /// keeping the client alive.
+    this: Weak<Inner>,
     pub config: Config,
     /// The runtime the client was started on: its tasks are spawned there, so the client
     /// can be used from threads outside it.
@@ -45,8 +48,8 @@ pub(crate) struct Inner {
     pub rooms: Mutex<HashMap<RoomId, RoomView>>,
     /// Serialises the receive path: hand-off, sync and joins never interleave.
     pub recv_lock: tokio::sync::Mutex<()>,
-    /// Serialises status recomputation of sent messages.
-    pub status_lock: Mutex<()>,
+    /// Serialises the receipts' recomputation of sent messages' states.
+    pub status_lock: tokio::sync::Mutex<()>,
     pub shutdown: CancellationToken,
     pub token: Mutex<String>,
     pub me: Option<UserId>,
@@ -120,8 +123,10 @@ impl Inner {
         token: String,
         me: Option<UserId>,
         events: mpsc::UnboundedSender<ChatEvent>,
+        this: Weak<Inner>,
     ) -> Self {
         Self {
+            this,
             config,
             runtime,
             store: Arc::new(store),
@@ -134,7 +139,7 @@ impl Inner {
             refresh_token: AtomicBool::new(false),
             rooms: Mutex::new(HashMap::new()),
             recv_lock: tokio::sync::Mutex::new(()),
-            status_lock: Mutex::new(()),
+            status_lock: tokio::sync::Mutex::new(()),
             shutdown: CancellationToken::new(),
             token: Mutex::new(token),
             me,
@@ -145,6 +150,11 @@ impl Inner {
             receipts_due: Mutex::new(BTreeSet::new()),
             receipts_wake: tokio::sync::Notify::new(),
         }
+    }
+
+    /// A handle to this value that does not keep it alive.
+    pub(crate) fn weak(&self) -> Weak<Inner> {
+        self.this.clone()
     }
 
     /// Asks the receive loop to send the `receipt:delivered` of these rooms with its next

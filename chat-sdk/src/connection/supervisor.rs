@@ -248,7 +248,7 @@ pub(crate) async fn expiry_ticker(inner: Arc<Inner>) {
         tokio::select! {
             _ = ticker.tick() => {
                 // Directly, not only through the flusher: it may be waiting on an ack.
-                if let Err(err) = crate::outbox::transitions::expire(&inner, ttl) {
+                if let Err(err) = crate::outbox::transitions::expire(&inner, ttl).await {
                     tracing::warn!(error = %err, "could not expire old messages");
                 }
                 flusher::trigger(&inner);

@@ -124,13 +124,15 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Moves a message to `state` through the one place states change.
-fn transition(
+async fn transition(
     inner: &Inner,
     message: &OutgoingMessage,
     state: MessageState,
     attempts: Option<u32>,
 ) -> Result<(), StoreError> {
-    transitions::record(inner, message, state, attempts).map(drop)
+    transitions::record(inner, message, state, attempts)
+        .await
+        .map(drop)
 }
 
 fn is_expired(inner: &Inner, message: &OutgoingMessage) -> bool {
@@ -169,7 +171,7 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
     if let Some(ttl) = inner.config.ttl {
         // The whole queue, not only its head: a message behind one that is resent until
         // acknowledged (and so never expires) still expires on time.
-        transitions::expire(inner, ttl)?;
+        transitions::expire(inner, ttl).await?;
     }
     let mut backoff = inner.config.retry.backoff();
     loop {
@@ -179,18 +181,19 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
         let batching = inner.send_batch.get() == Some(true);
         let head = inner
             .store
-            .pending_head(if batching { MAX_SEND_BATCH } else { 1 })?;
+            .pending_head(if batching { MAX_SEND_BATCH } else { 1 })
+            .await?;
         if head.is_empty() {
             return Ok(());
         }
         let Some(conn) = inner.connection() else {
             return Ok(());
         };
-        let ready = fit_one_request(inner, head)?;
+        let ready = fit_one_request(inner, head).await?;
         if ready.is_empty() {
             continue;
         }
-        let sending = transitions::begin_sending(inner, ready)?;
+        let sending = transitions::begin_sending(inner, ready).await?;
         let next = match sending.len() {
             0 => Next::Go,
             1 => send_one(inner, &*conn, &sending[0]).await?,
@@ -218,7 +221,7 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
 
 /// Fails the messages of `head` that may not be sent (expired, or a body the protocol
 /// refuses), and keeps, in order, as many of the rest as one request carries.
-fn fit_one_request(
+async fn fit_one_request(
     inner: &Inner,
     head: Vec<OutgoingMessage>,
 ) -> Result<Vec<OutgoingMessage>, StoreError> {
@@ -229,7 +232,7 @@ fn fit_one_request(
         // stored, and calling it failed would be a lie. It is resent until acknowledged.
         if message.attempts == 0 && is_expired(inner, &message) {
             let reason = FailureReason::Expired;
-            transition(inner, &message, MessageState::Failed { reason }, None)?;
+            transition(inner, &message, MessageState::Failed { reason }, None).await?;
             continue;
         }
         if let Err(err) = Body::new(message.body.clone()) {
@@ -237,7 +240,7 @@ fn fit_one_request(
                 code: err.code(),
                 message: err.to_string(),
             };
-            transition(inner, &message, MessageState::Failed { reason }, None)?;
+            transition(inner, &message, MessageState::Failed { reason }, None).await?;
             continue;
         }
         // An upper bound of the encoding: JSON at most doubles a body's bytes (no control
@@ -273,25 +276,25 @@ async fn send_one(
         Ok(ack) => ack,
         Err(err) => {
             tracing::debug!(error = %err, client_id = %message.client_id, "send not acked");
-            transition(inner, message, MessageState::Queued, None)?;
+            transition(inner, message, MessageState::Queued, None).await?;
             return Ok(Next::Stop);
         }
     };
     match chat_protocol::decode_ack::<SendResult>(answer) {
         Ok(result) => {
-            transitions::record_sent(inner, message, sent(&result))?;
-            receipts::refresh_room(inner, &message.room)?;
+            transitions::record_sent(inner, message, sent(&result)).await?;
+            receipts::refresh_room(inner, &message.room).await?;
             Ok(Next::Go)
         }
         Err(AckError::Refused(error)) => {
             let (state, next) = refused(inner, conn, error);
-            transition(inner, message, state, None)?;
+            transition(inner, message, state, None).await?;
             Ok(next)
         }
         Err(AckError::Malformed(text)) => {
             // An answer we cannot read: the link is suspect. Resend on a fresh one.
             tracing::warn!(%text, "malformed message:send ack");
-            transition(inner, message, MessageState::Queued, None)?;
+            transition(inner, message, MessageState::Queued, None).await?;
             conn.close("malformed ack");
             Ok(Next::Stop)
         }
@@ -326,7 +329,7 @@ async fn send_batch(
             // Maybe this server never answers it (it was replaced by one without the
             // extension): send one by one until an answer says again.
             inner.send_batch.forget();
-            requeue_all()?;
+            requeue_all().await?;
             return Ok(Next::Stop);
         }
     };
@@ -336,12 +339,12 @@ async fn send_batch(
         }
         Ok(_) | Err(AckError::Malformed(_)) => {
             tracing::warn!("malformed message:send_batch ack");
-            requeue_all()?;
+            requeue_all().await?;
             conn.close("malformed ack");
             return Ok(Next::Stop);
         }
         Err(AckError::Refused(error)) => {
-            requeue_all()?;
+            requeue_all().await?;
             return Ok(if error.code.is_retryable() {
                 refused(inner, conn, error).1
             } else {
@@ -379,9 +382,9 @@ async fn send_batch(
             .iter()
             .map(|m| (m, MessageState::Queued)),
     );
-    transitions::record_all(inner, moves)?;
+    transitions::record_all(inner, moves).await?;
     for room in &rooms {
-        receipts::refresh_room(inner, room)?;
+        receipts::refresh_room(inner, room).await?;
     }
     Ok(next)
 }

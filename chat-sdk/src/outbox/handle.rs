@@ -128,17 +128,17 @@ impl Outbox {
     /// Every message, oldest first: unsent, failed, and acknowledged ones with their
     /// delivered/read progress (until pruned).
     pub fn list(&self) -> Result<Vec<OutgoingMessage>, StoreError> {
-        self.store().list()
+        self.store().list().wait()
     }
 
     /// How many messages wait to be sent: queued, sending or failed.
     pub fn depth(&self) -> Result<usize, StoreError> {
-        self.store().unsent_count()
+        self.store().unsent_count().wait()
     }
 
     /// One message.
     pub fn get(&self, id: ClientId) -> Result<Option<OutgoingMessage>, StoreError> {
-        self.store().get(id)
+        self.store().get(id).wait()
     }
 
     /// A handle to follow message `id`, when this is a running client's outbox and the
@@ -149,7 +149,8 @@ impl Outbox {
         };
         Ok(inner
             .store
-            .get(id)?
+            .get(id)
+            .wait()?
             .map(|message| SendHandle::new(inner.clone(), id, message.room)))
     }
 
@@ -158,7 +159,7 @@ impl Outbox {
     /// cannot confirm it, [`OutboxError::Store`] comes back although the message is queued.
     pub async fn retry(&self, id: ClientId) -> Result<(), OutboxError> {
         self.writable(OutboxOperation::Retry)?;
-        let repair = transitions::requeue(self.store(), self.client(), id)?;
+        let repair = transitions::requeue(self.store(), self.client(), id).await?;
         self.settle(id, repair, OutboxOperation::Retry)?;
         if let Backing::Client(inner) = &self.backing {
             flusher::trigger(inner);
@@ -172,7 +173,7 @@ impl Outbox {
     /// flusher cannot send it in between. Returns once that is on disk.
     pub async fn discard(&self, id: ClientId) -> Result<(), OutboxError> {
         self.writable(OutboxOperation::Discard)?;
-        let repair = transitions::remove(self.store(), self.client(), id)?;
+        let repair = transitions::remove(self.store(), self.client(), id).await?;
         self.settle(id, repair, OutboxOperation::Discard)?;
         // A discard lost to a power cut would bring the message back, and it would be sent.
         self.sync().await
@@ -182,7 +183,7 @@ impl Outbox {
     /// pruned so their progress can be followed. Returns how many were removed.
     pub async fn prune_acknowledged(&self) -> Result<usize, OutboxError> {
         self.writable(OutboxOperation::Prune)?;
-        Ok(transitions::prune(self.store(), self.client())?)
+        Ok(transitions::prune(self.store(), self.client()).await?)
     }
 
     fn writable(&self, operation: OutboxOperation) -> Result<(), OutboxError> {
@@ -217,12 +218,8 @@ impl Outbox {
         }
     }
 
-    /// Waits for the disk on the blocking pool (inline outside a runtime).
+    /// Waits for the disk (one fsync, on the store's own thread).
     async fn sync(&self) -> Result<(), OutboxError> {
-        let runtime = match &self.backing {
-            Backing::Client(inner) => Some(inner.runtime.clone()),
-            Backing::File { .. } => tokio::runtime::Handle::try_current().ok(),
-        };
-        Ok(self.store().sync_off_thread(runtime).await?)
+        Ok(self.store().sync().await?)
     }
 }

@@ -41,7 +41,7 @@ fn others_floor(inner: &Inner, room: &RoomId) -> Option<(Seq, Seq)> {
 }
 
 /// Remembers an acknowledged message of this client (`Sent` or `Delivered`) so receipts
-/// can move it on. The caller holds `status_lock` (or is alone, at start).
+/// can move it on. Called once the change to `state` is committed (or at start).
 pub(crate) fn track(inner: &Inner, room: &RoomId, client_id: ClientId, state: &MessageState) {
     let limit = inner.config.receipt_tracking;
     let mut rooms = lock(&inner.rooms);
@@ -84,13 +84,14 @@ fn take_up_to(
 }
 
 /// Moves the sent messages of `room` forward to `Delivered` or `Read` as the watermarks
-/// allow, in one store transaction. States never move back. Each receipt costs only the
+/// allow, in one store change, which is not waited for (see
+/// [`transitions::record_receipts`]). States never move back. Each receipt costs only the
 /// messages it moves.
-pub(crate) fn refresh_room(inner: &Inner, room: &RoomId) -> Result<(), StoreError> {
+pub(crate) async fn refresh_room(inner: &Inner, room: &RoomId) -> Result<(), StoreError> {
     let Some((delivered, read)) = others_floor(inner, room) else {
         return Ok(());
     };
-    let _guard = lock(&inner.status_lock);
+    let _guard = inner.status_lock.lock().await;
     let mut moves = Vec::new();
     let untracked = {
         let mut rooms = lock(&inner.rooms);
@@ -121,21 +122,22 @@ pub(crate) fn refresh_room(inner: &Inner, room: &RoomId) -> Result<(), StoreErro
         view.untracked
     };
     if untracked {
-        untracked_moves(inner, room, (delivered, read), &mut moves)?;
+        untracked_moves(inner, room, (delivered, read), &mut moves).await?;
     }
-    transitions::record_receipts(inner, room, moves)
+    transitions::record_receipts(inner, room, moves);
+    Ok(())
 }
 
 /// Adds the moves of the room's acknowledged messages that only the store follows, and
 /// notes when the store holds no more of them than memory does.
-fn untracked_moves(
+async fn untracked_moves(
     inner: &Inner,
     room: &RoomId,
     (delivered, read): (Seq, Seq),
     moves: &mut Vec<(ClientId, MessageState)>,
 ) -> Result<(), StoreError> {
     let moving: std::collections::HashSet<ClientId> = moves.iter().map(|(id, _)| *id).collect();
-    let acknowledged = inner.store.awaiting_receipts_in(room)?;
+    let acknowledged = inner.store.awaiting_receipts_in(room.clone()).await?;
     // Messages that will still wait for a receipt after these moves, counted in the store;
     // the ones memory just moved to `Delivered` are among them.
     let mut still_waiting = moves

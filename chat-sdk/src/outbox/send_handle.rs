@@ -6,7 +6,7 @@ use std::time::Duration;
 use chat_protocol::{ClientId, RoomId};
 
 use super::handle::Outbox;
-use super::watchers::StateWatch;
+use super::watchers::Watchers;
 use crate::client::shared::Inner;
 use crate::error::{OutboxError, StoreError, WaitError};
 use crate::{MessageState, Milestone};
@@ -70,7 +70,12 @@ impl SendHandle {
 
     /// Its state now; `None` once it left the outbox (discarded or pruned).
     pub fn state(&self) -> Result<Option<MessageState>, StoreError> {
-        Ok(self.inner.store.get(self.client_id)?.map(|m| m.state))
+        Ok(self
+            .inner
+            .store
+            .get(self.client_id)
+            .wait()?
+            .map(|m| m.state))
     }
 
     /// A watch of its state: the current one (read it with `borrow`), then every change
@@ -90,13 +95,7 @@ impl SendHandle {
     /// # Ok(()) }
     /// ```
     pub fn watch(&self) -> Result<tokio::sync::watch::Receiver<Option<MessageState>>, StoreError> {
-        self.subscribe()
-    }
-
-    fn subscribe(&self) -> Result<StateWatch, StoreError> {
-        self.inner
-            .watchers
-            .subscribe(self.client_id, || self.state())
+        Watchers::subscribe(&self.inner, self.client_id).wait()
     }
 
     /// Waits until the message reaches `milestone` (or a later state), at most `timeout`;
@@ -106,7 +105,9 @@ impl SendHandle {
         milestone: Milestone,
         timeout: Duration,
     ) -> Result<MessageState, WaitError> {
-        let mut states = self.subscribe()?;
+        let mut states = Watchers::subscribe(&self.inner, self.client_id)
+            .done()
+            .await?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let current = states.borrow_and_update().clone();

@@ -1,21 +1,21 @@
 //! Every change of an outgoing message's state, in one place.
 //!
-//! Each function here persists the change and then announces it, in that order, holding
-//! the client's `status_lock` throughout, so two changes of one message (a retry and the
-//! flusher's `Sending`, a prune and the flusher's `Sent`) are announced in the order they
-//! were stored. The event
-//! stream gets a [`ChatEvent::Queued`] or [`ChatEvent::Status`], and whoever watches the
-//! message through its [`SendHandle`](crate::SendHandle) sees the new state. So nothing an
-//! application hears of is ever missing from the store, and the flusher, the receipts, the
-//! handles and the [`Outbox`](crate::Outbox) never disagree about what a message went
-//! through.
+//! Each function here persists the change and announces it from the store's own thread,
+//! right after the change is committed and before any later change is announced
+//! ([`Call::then`](crate::store::Call::then)), so two changes of one message (a retry and
+//! the flusher's `Sending`, a prune and the flusher's `Sent`) are announced in the order
+//! they were stored. The event stream gets a [`ChatEvent::Queued`] or
+//! [`ChatEvent::Status`], and whoever watches the message through its
+//! [`SendHandle`](crate::SendHandle) sees the new state. So nothing an application hears of
+//! is ever missing from the store, and the flusher, the receipts, the handles and the
+//! [`Outbox`](crate::Outbox) never disagree about what a message went through.
 
 use chat_protocol::{ClientId, RoomId};
 
 use crate::client::shared::{lock, Inner};
 use crate::error::StoreError;
 use crate::receive::ChatEvent;
-use crate::store::Store;
+use crate::store::{Durable, Pending, Store};
 use crate::{MessageState, OutgoingMessage};
 
 /// Tells the application (and the message's watchers) that `client_id` is now in `state`.
@@ -28,141 +28,192 @@ fn announce(inner: &Inner, client_id: ClientId, room: &RoomId, state: MessageSta
     });
 }
 
-/// Queues a new message if the outbox has room (below `capacity` unsent messages); returns
-/// false when it is full. `Queued` is announced before the flusher can see the row, so
-/// `Sending` never comes first.
+/// Queues a new message if the outbox has room (below `capacity` unsent messages); the
+/// answer is false when it is full, and comes once the disk confirmed the message (with
+/// the disk's own outcome beside it). Once it is committed, `Queued` is announced and the
+/// flusher started, so `Sending` never comes first and the flusher can put the message on
+/// the wire while the disk confirms it.
 pub(crate) fn queue(
     inner: &Inner,
     message: &OutgoingMessage,
     capacity: usize,
-) -> Result<bool, StoreError> {
-    // A new message has no watchers yet: its handle is made from what this returns.
-    inner.store.insert_announced(message, capacity, || {
-        inner.emit(ChatEvent::Queued(message.clone()));
-    })
+) -> Pending<Durable<bool>> {
+    let (announced, shared) = (message.clone(), inner.weak());
+    inner
+        .store
+        .insert(message.clone(), capacity)
+        .then(move |inserted| {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if *inserted {
+                // A new message has no watchers yet: its handle is made from the answer.
+                shared.emit(ChatEvent::Queued(announced));
+                crate::outbox::flusher::trigger(&shared);
+            }
+        })
+        .start_durable()
 }
 
-/// Moves a message to `state` (recording its attempt count when given). Returns false if
+/// Moves a message to `state` (recording its attempt count when given). Answers false if
 /// the message is no longer in the outbox: then nothing is announced.
-pub(crate) fn record(
+pub(crate) async fn record(
     inner: &Inner,
     message: &OutgoingMessage,
     state: MessageState,
     attempts: Option<u32>,
 ) -> Result<bool, StoreError> {
-    let _guard = lock(&inner.status_lock);
-    if !inner.store.set_state(message.client_id, &state, attempts)? {
-        return Ok(false);
-    }
-    announce(inner, message.client_id, &message.room, state);
-    Ok(true)
+    let (shared, client_id, room) = (inner.weak(), message.client_id, message.room.clone());
+    let announced = state.clone();
+    inner
+        .store
+        .set_state(client_id, state, attempts)
+        .then(move |present| {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if *present {
+                announce(&shared, client_id, &room, announced);
+            }
+        })
+        .await
 }
 
 /// Records that the server stored a message (`Sent`), and starts following its receipts.
-pub(crate) fn record_sent(
+pub(crate) async fn record_sent(
     inner: &Inner,
     message: &OutgoingMessage,
     sent: MessageState,
 ) -> Result<(), StoreError> {
-    let _guard = lock(&inner.status_lock);
-    if inner.store.set_state(message.client_id, &sent, None)? {
-        crate::outbox::receipts::track(inner, &message.room, message.client_id, &sent);
-        announce(inner, message.client_id, &message.room, sent);
-    }
-    Ok(())
+    record_all(inner, vec![(message, sent)]).await
 }
 
 /// Hands `messages` to the server: each one still to send moves to `Sending` with its next
-/// attempt, all in one store transaction. Returns those that did (as they now are); one
-/// discarded or expired since it was read is left out, and never goes on the wire.
-pub(crate) fn begin_sending(
+/// attempt, all in one change. Answers those that did (as they now are); one discarded or
+/// expired since it was read is left out, and never goes on the wire.
+pub(crate) async fn begin_sending(
     inner: &Inner,
     messages: Vec<OutgoingMessage>,
 ) -> Result<Vec<OutgoingMessage>, StoreError> {
-    let _guard = lock(&inner.status_lock);
-    let changes: Vec<(ClientId, MessageState, u32)> = messages
-        .iter()
-        .map(|message| {
-            let attempt = message.attempts.saturating_add(1);
-            (
-                message.client_id,
-                MessageState::Sending { attempt },
-                attempt,
-            )
+    let sending: Vec<OutgoingMessage> = messages
+        .into_iter()
+        .map(|mut message| {
+            message.attempts = message.attempts.saturating_add(1);
+            message.state = MessageState::Sending {
+                attempt: message.attempts,
+            };
+            message
         })
         .collect();
-    let present = inner.store.begin_sending(&changes)?;
-    let mut sending = Vec::with_capacity(messages.len());
-    for ((mut message, (_, state, attempt)), present) in
-        messages.into_iter().zip(changes).zip(present)
-    {
-        if present {
-            announce(inner, message.client_id, &message.room, state.clone());
-            message.attempts = attempt;
-            message.state = state;
-            sending.push(message);
-        }
-    }
-    Ok(sending)
+    let changes = sending
+        .iter()
+        .map(|m| (m.client_id, m.state.clone(), m.attempts))
+        .collect();
+    let (shared, announced) = (inner.weak(), sending.clone());
+    let present = inner
+        .store
+        .begin_sending(changes)
+        .then(move |present| {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            for (message, present) in announced.into_iter().zip(present) {
+                if *present {
+                    announce(&shared, message.client_id, &message.room, message.state);
+                }
+            }
+        })
+        .await?;
+    Ok(sending
+        .into_iter()
+        .zip(present)
+        .filter_map(|(message, present)| present.then_some(message))
+        .collect())
 }
 
-/// Moves several messages to new states in one store transaction: each that is still in
-/// the outbox is announced, and one that is now `Sent` starts being followed for receipts.
-pub(crate) fn record_all(
+/// Moves several messages to new states in one change: each that is still in the outbox
+/// is announced, and one that is now `Sent` starts being followed for receipts.
+pub(crate) async fn record_all(
     inner: &Inner,
     moves: Vec<(&OutgoingMessage, MessageState)>,
 ) -> Result<(), StoreError> {
     if moves.is_empty() {
         return Ok(());
     }
-    let _guard = lock(&inner.status_lock);
     let changes: Vec<(ClientId, MessageState)> = moves
         .iter()
         .map(|(message, state)| (message.client_id, state.clone()))
         .collect();
-    let present = inner.store.set_states(&changes)?;
-    for ((message, state), present) in moves.into_iter().zip(present) {
-        if present {
-            if matches!(state, MessageState::Sent { .. }) {
-                crate::outbox::receipts::track(inner, &message.room, message.client_id, &state);
+    let announced: Vec<(RoomId, ClientId, MessageState)> = moves
+        .into_iter()
+        .map(|(message, state)| (message.room.clone(), message.client_id, state))
+        .collect();
+    let shared = inner.weak();
+    inner
+        .store
+        .set_states(changes)
+        .then(move |present| {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            for ((room, client_id, state), present) in announced.into_iter().zip(present) {
+                if *present {
+                    if matches!(state, MessageState::Sent { .. }) {
+                        crate::outbox::receipts::track(&shared, &room, client_id, &state);
+                    }
+                    announce(&shared, client_id, &room, state);
+                }
             }
-            announce(inner, message.client_id, &message.room, state);
-        }
-    }
-    Ok(())
+        })
+        .await
+        .map(drop)
 }
 
 /// Moves several acknowledged messages of `room` on (a receipt moves a run at once), in
-/// one store transaction; messages no longer in the outbox are not announced. The caller
-/// holds `status_lock`.
-pub(crate) fn record_receipts(
-    inner: &Inner,
-    room: &RoomId,
-    moves: Vec<(ClientId, MessageState)>,
-) -> Result<(), StoreError> {
+/// one change; messages no longer in the outbox are not announced. Nobody waits for it: a
+/// failure is logged (the messages stay as they were in the store, and are followed again
+/// after a restart).
+pub(crate) fn record_receipts(inner: &Inner, room: &RoomId, moves: Vec<(ClientId, MessageState)>) {
     if moves.is_empty() {
-        return Ok(());
+        return;
     }
-    let present = inner.store.set_states(&moves)?;
-    for ((client_id, state), present) in moves.into_iter().zip(present) {
-        if present {
-            announce(inner, client_id, room, state);
-        }
-    }
-    Ok(())
+    let (shared, room, announced) = (inner.weak(), room.clone(), moves.clone());
+    inner
+        .store
+        .set_states(moves)
+        .then(move |present| {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            for ((client_id, state), present) in announced.into_iter().zip(present) {
+                if *present {
+                    announce(&shared, client_id, &room, state);
+                }
+            }
+        })
+        .detach("the receipts of sent messages");
 }
 
 /// Fails, as expired, every message never handed to the server that has been queued for
 /// longer than `ttl`, wherever it stands in the queue.
-pub(crate) fn expire(inner: &Inner, ttl: std::time::Duration) -> Result<(), StoreError> {
+pub(crate) async fn expire(inner: &Inner, ttl: std::time::Duration) -> Result<(), StoreError> {
     let cutoff = crate::outbox::flusher::now_ms()
         .saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-    let _guard = lock(&inner.status_lock);
-    for (client_id, room) in inner.store.expire_unattempted(cutoff)? {
-        let reason = crate::FailureReason::Expired;
-        announce(inner, client_id, &room, MessageState::Failed { reason });
-    }
-    Ok(())
+    let shared = inner.weak();
+    inner
+        .store
+        .expire_unattempted(cutoff)
+        .then(move |expired| {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            for (client_id, room) in expired {
+                let reason = crate::FailureReason::Expired;
+                announce(&shared, *client_id, room, MessageState::Failed { reason });
+            }
+        })
+        .await
+        .map(drop)
 }
 
 /// What an outbox repair found.
@@ -175,65 +226,76 @@ pub(crate) enum Repair {
     WrongState(MessageState),
 }
 
+impl From<Option<OutgoingMessage>> for Repair {
+    /// The repair was not made: why, from the message as it is.
+    fn from(message: Option<OutgoingMessage>) -> Self {
+        match message {
+            Some(message) => Repair::WrongState(message.state),
+            None => Repair::NotFound,
+        }
+    }
+}
+
 /// Puts a failed message back at the end of the queue, with its `client_id` (so it is
-/// still stored at most once). With a running client, it is announced and the flusher
-/// started.
-pub(crate) fn requeue(
+/// still stored at most once). With a running client, it is announced.
+pub(crate) async fn requeue(
     store: &Store,
     inner: Option<&Inner>,
     id: ClientId,
 ) -> Result<Repair, StoreError> {
-    let _guard = inner.map(|inner| lock(&inner.status_lock));
-    match store.requeue_failed(id, crate::outbox::flusher::now_ms())? {
-        Some(message) => {
-            if let Some(inner) = inner {
-                announce(inner, id, &message.room, MessageState::Queued);
+    let shared = inner.map(Inner::weak);
+    let requeued = store
+        .requeue_failed(id, crate::outbox::flusher::now_ms())
+        .then(move |requeued| {
+            if let (Ok(message), Some(inner)) = (requeued, shared.and_then(|w| w.upgrade())) {
+                announce(&inner, id, &message.room, MessageState::Queued);
             }
-            Ok(Repair::Done)
-        }
-        None => Ok(match store.get(id)? {
-            Some(message) => Repair::WrongState(message.state),
-            None => Repair::NotFound,
-        }),
-    }
+        })
+        .await?;
+    Ok(requeued.map_or_else(Repair::from, |_| Repair::Done))
 }
 
 /// Removes a message that is not on the wire. Its watchers see it leave.
-pub(crate) fn remove(
+pub(crate) async fn remove(
     store: &Store,
     inner: Option<&Inner>,
     id: ClientId,
 ) -> Result<Repair, StoreError> {
-    let _guard = inner.map(|inner| lock(&inner.status_lock));
-    if store.delete_unless_sending(id)? {
-        if let Some(inner) = inner {
-            forget_receipts(inner, |waiting| waiting == id);
-            inner.watchers.notify(id, None);
-        }
-        return Ok(Repair::Done);
-    }
-    Ok(match store.get(id)? {
-        Some(message) => Repair::WrongState(message.state),
-        None => Repair::NotFound,
-    })
+    let shared = inner.map(Inner::weak);
+    let removed = store
+        .delete_unless_sending(id)
+        .then(move |removed| {
+            if let (Ok(()), Some(inner)) = (removed, shared.and_then(|w| w.upgrade())) {
+                forget_receipts(&inner, |waiting| waiting == id);
+                inner.watchers.notify(id, None);
+            }
+        })
+        .await?;
+    Ok(removed.map_or_else(Repair::from, |()| Repair::Done))
 }
 
-/// Forgets every acknowledged message; returns how many. Their watchers see them leave.
-pub(crate) fn prune(store: &Store, inner: Option<&Inner>) -> Result<usize, StoreError> {
+/// Forgets every acknowledged message; answers how many. Their watchers see them leave.
+pub(crate) async fn prune(store: &Store, inner: Option<&Inner>) -> Result<usize, StoreError> {
     let Some(inner) = inner else {
-        return store.prune_acknowledged();
+        return store.prune_acknowledged().await;
     };
-    let _guard = lock(&inner.status_lock);
     let mut pruned = Vec::new();
     forget_receipts(inner, |id| {
         pruned.push(id);
         true
     });
-    let count = store.prune_acknowledged()?;
-    for id in pruned {
-        inner.watchers.notify(id, None);
-    }
-    Ok(count)
+    let shared = inner.weak();
+    store
+        .prune_acknowledged()
+        .then(move |_| {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            for id in pruned {
+                shared.watchers.notify(id, None);
+            }
+        })
+        .await
 }
 
 /// Drops the receipt bookkeeping of the messages `which` picks.

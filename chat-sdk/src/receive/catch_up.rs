@@ -39,14 +39,14 @@ pub(crate) async fn join_room(
     )
     .await?;
     learn_extensions(inner, &result.extensions);
-    apply_join(inner, room, &result, since)?;
+    apply_join(inner, room, &result, since).await?;
     Ok(result)
 }
 
 /// Records what a join answer (of `room:join` or `room:resume`) says: members, watermarks,
 /// where to start receiving (`since`, else the delivered watermark, for a room the client
 /// has no position for yet) and whether the server has `room:resume`.
-pub(crate) fn apply_join(
+pub(crate) async fn apply_join(
     inner: &Inner,
     room: &RoomId,
     result: &JoinResult,
@@ -72,9 +72,9 @@ pub(crate) fn apply_join(
         }
     };
     if let Some(start) = start {
-        inner.store.advance_position(room, start)?;
+        inner.store.advance_position(room.clone(), start).await?;
     }
-    receipts::refresh_room(inner, room)?;
+    receipts::refresh_room(inner, room).await?;
     Ok(())
 }
 

@@ -13,15 +13,15 @@ use crate::receive::ChatEvent;
 use crate::store::Store;
 
 /// Records the positions of the messages among `events` (just taken by the application):
-/// one store write for all of them. `inner` is gone once the client was dropped; the store
+/// one store change for all of them, not waited for. `inner` is gone once the client was dropped; the store
 /// still takes the positions.
 pub(crate) fn record_taken(inner: Option<&Inner>, store: &Store, events: &[ChatEvent]) {
-    let mut newest: Vec<(&RoomId, Seq)> = Vec::new();
+    let mut newest: Vec<(RoomId, Seq)> = Vec::new();
     for event in events {
         if let ChatEvent::Message(message) = event {
-            match newest.iter_mut().find(|(room, _)| *room == &message.room) {
+            match newest.iter_mut().find(|(room, _)| *room == message.room) {
                 Some((_, seq)) => *seq = (*seq).max(message.seq),
-                None => newest.push((&message.room, message.seq)),
+                None => newest.push((message.room.clone(), message.seq)),
             }
         }
     }
@@ -31,11 +31,9 @@ pub(crate) fn record_taken(inner: Option<&Inner>, store: &Store, events: &[ChatE
     if let Some(inner) = inner {
         let mut rooms = lock(&inner.rooms);
         for (room, seq) in &newest {
-            let view = rooms.entry((*room).clone()).or_default();
+            let view = rooms.entry(room.clone()).or_default();
             view.taken_seq = view.taken_seq.max(*seq);
         }
     }
-    if let Err(err) = store.advance_positions(&newest) {
-        tracing::warn!(error = %err, "could not record the room positions");
-    }
+    store.advance_positions(newest).detach("the room positions");
 }

@@ -67,7 +67,7 @@ async fn session(
     // never have reached the server.
     let send_only = inner.config.send_only;
     let pending_rooms = if send_only {
-        inner.store.pending_rooms().unwrap_or_default()
+        inner.store.pending_rooms().await.unwrap_or_default()
     } else {
         Vec::new()
     };
@@ -238,7 +238,7 @@ async fn handle(
             }
             let room = update.room.clone();
             inner.emit(ChatEvent::Receipt(update));
-            receipts::refresh_room(inner, &room)?;
+            receipts::refresh_room(inner, &room).await?;
         }
         event_names::ROOM_MEMBER => {
             let Some(member) = decode::<RoomMember>(event) else {
@@ -255,7 +255,7 @@ async fn handle(
             }
             let room = member.room.clone();
             inner.emit(ChatEvent::Member(member));
-            receipts::refresh_room(inner, &room)?;
+            receipts::refresh_room(inner, &room).await?;
         }
         event_names::TYPING_UPDATE => {
             if let Some(update) = decode::<TypingUpdate>(event) {

@@ -83,8 +83,10 @@ pub(crate) async fn resume(
             }
             // A store that refuses (a full disk) costs this room its resume, not the
             // session: it is joined and caught up on its own, as the room-by-room path does.
-            let handed = apply_join(inner, &room, &entry.joined, None)
-                .and_then(|()| hand_over(inner, &room, entry.messages));
+            let handed = match apply_join(inner, &room, &entry.joined, None).await {
+                Ok(()) => hand_over(inner, &room, entry.messages),
+                Err(err) => Err(err),
+            };
             match handed {
                 Ok(0) => {}
                 Ok(_) => resumed.moved.push(room.clone()),

@@ -2,19 +2,20 @@
 //!
 //! It holds the outbox (every outgoing message with its state, in the order it was queued)
 //! and, per room, whether the client joined it and the last contiguous `seq` handed to the
-//! application. Every commit uses `synchronous=NORMAL`: it survives a crash of the process
-//! at once. A new message is then made safe from a power cut too by [`Store::sync`], an
-//! fsync of the write-ahead log that `send` waits for before it returns. The fsync runs
-//! outside the store's lock, so the flusher can already put the message on the wire (and
-//! the receive loop keep writing positions) while the disk confirms it. State changes and
-//! positions are never synced on their own: a power cut may roll back the last ones, which
-//! costs a resend or a re-delivery, never a loss. (On a file system that refuses WAL, every
-//! commit waits for the disk instead.) On reopen, messages left `Sending` go back to
-//! `Queued` with the same `client_id`, and the server's deduplication makes the resend
-//! harmless.
+//! application. Every call runs on the store's own thread ([`worker`]), grouped with the
+//! calls waiting beside it into one transaction, so no SQLite call and no fsync runs on a
+//! runtime worker. Commits use `synchronous=NORMAL`: they survive a crash of the process at
+//! once. A new message is then made safe from a power cut too: its call waits for an fsync
+//! of the write-ahead log, made by a second thread for every batch waiting at once, while
+//! the store thread goes on (so the flusher can already put the message on the wire while
+//! the disk confirms it). State changes and positions are never synced on their own: a
+//! power cut may roll back the last ones, which costs a resend or a re-delivery, never a
+//! loss. (On a file system that refuses WAL, every commit waits for the disk instead.) On
+//! reopen, messages left `Sending` go back to `Queued` with the same `client_id`, and the
+//! server's deduplication makes the resend harmless.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use chat_protocol::Seq;
 use rusqlite::params;
@@ -34,25 +35,25 @@ mod durability;
 mod outbox_rows;
 mod owner_lock;
 mod positions;
+mod reply;
 mod schema;
+mod worker;
 
 use durability::{Durability, WriteAheadLog};
 use owner_lock::OwnerLock;
+pub(crate) use reply::Pending;
+use worker::{Access, Executor};
+pub(crate) use worker::{Call, Durable};
 
-/// The SQLite store. Every call is one short transaction under a mutex.
+/// The SQLite store. Every call is a [`Call`]: awaited, waited for, or detached.
 #[derive(Debug)]
 pub(crate) struct Store {
-    conn: Mutex<rusqlite::Connection>,
-    durability: Durability,
+    executor: Executor,
     /// Held by the one client (or repairing tool) that owns the file; `None` for an
     /// in-memory store and for a read-only view of a file another client owns.
     owner: Mutex<Option<OwnerLock>>,
     /// Opened beside the owning client: every write fails.
     read_only: bool,
-    /// Set when the owning client let go of the file: from then on every write fails with
-    /// [`StoreError::Closed`], so a task of a stopped client cannot write over the state of
-    /// the client that owns the file now.
-    closed: std::sync::atomic::AtomicBool,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -82,8 +83,8 @@ impl Store {
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         let wal = mode.eq_ignore_ascii_case("wal");
-        // With a log, commits need not wait for the disk: `sync` makes a new message
-        // durable, and a state change lost to a power cut costs one resend, which the
+        // With a log, commits need not wait for the disk: a new message waits for an fsync
+        // of the log, and a state change lost to a power cut costs one resend, which the
         // server deduplicates. Without one, every commit waits.
         conn.pragma_update(None, "synchronous", if wal { "NORMAL" } else { "EXTRA" })?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -94,11 +95,9 @@ impl Store {
             Durability::InCommit
         };
         Ok(Self {
-            conn: Mutex::new(conn),
-            durability,
+            executor: Executor::spawn(conn, durability, true)?,
             owner: Mutex::new(Some(owner)),
             read_only: false,
-            closed: Default::default(),
         })
     }
 
@@ -112,39 +111,28 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::check(&conn)?;
         Ok(Self {
-            conn: Mutex::new(conn),
-            durability: Durability::Memory,
+            executor: Executor::spawn(conn, Durability::Memory, false)?,
             owner: Mutex::new(None),
             read_only: true,
-            closed: Default::default(),
         })
     }
 
-    /// [`Store::sync`] on `runtime`'s blocking pool, so the calling task yields instead of
-    /// blocking its thread (inline when there is no runtime).
-    pub(crate) async fn sync_off_thread(
-        self: &std::sync::Arc<Self>,
-        runtime: Option<tokio::runtime::Handle>,
-    ) -> Result<(), StoreError> {
-        if !self.needs_sync() {
-            return Ok(());
-        }
-        let Some(runtime) = runtime else {
-            return self.sync();
-        };
-        let store = self.clone();
-        runtime
-            .spawn_blocking(move || store.sync())
-            .await
-            .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped.to_string()).into()))
+    /// A store that lives only in memory.
+    pub(crate) fn in_memory() -> Result<Self, StoreError> {
+        Ok(Self {
+            executor: Executor::inline(Self::init(rusqlite::Connection::open_in_memory()?)?),
+            owner: Mutex::new(None),
+            read_only: false,
+        })
     }
 
     /// Lets go of the file (the client stopped): another client may own it from now on.
+    /// Blocks until the calls queued before it ran; later writes fail with
+    /// [`StoreError::Closed`].
     pub(crate) fn release_owner(&self) {
-        // Under the connection's lock: a write in progress finishes first, later ones fail.
-        let _conn = self.lock();
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Release);
+        if let Err(err) = self.executor.close().wait() {
+            tracing::warn!(error = %err, "the store did not confirm its close");
+        }
         self.owner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -154,17 +142,6 @@ impl Store {
     /// Whether this is a read-only view of a file another client owns.
     pub(crate) fn is_read_only(&self) -> bool {
         self.read_only
-    }
-
-    /// A store that lives only in memory.
-    pub(crate) fn in_memory() -> Result<Self, StoreError> {
-        Ok(Self {
-            conn: Mutex::new(Self::init(rusqlite::Connection::open_in_memory()?)?),
-            durability: Durability::Memory,
-            owner: Mutex::new(None),
-            read_only: false,
-            closed: Default::default(),
-        })
     }
 
     /// Creates or migrates the schema; resets messages a crash left `Sending`.
@@ -184,37 +161,27 @@ impl Store {
         Ok(conn)
     }
 
-    /// The connection, for a write: refused once the client let go of the file.
-    fn writer(&self) -> Result<MutexGuard<'_, rusqlite::Connection>, StoreError> {
-        let conn = self.lock();
-        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(StoreError::Closed);
-        }
-        Ok(conn)
+    /// A call that reads.
+    fn read<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Call<'_, R> {
+        Call::new(&self.executor, Access::Read, work)
     }
 
-    fn lock(&self) -> MutexGuard<'_, rusqlite::Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent (each call is one
-        // statement or transaction), so a poisoned lock is still usable.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// A call that writes: refused once the client let go of the file.
+    fn write<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Call<'_, R> {
+        Call::new(&self.executor, Access::Write, work)
     }
 
-    /// Whether [`Store::sync`] has anything to do.
-    pub(crate) fn needs_sync(&self) -> bool {
-        matches!(self.durability, Durability::Wal(_))
-    }
-
-    /// Waits until every commit made so far is on disk: an fsync of the write-ahead log,
-    /// taken without the store's lock so other calls go on meanwhile. (No other connection
-    /// removes the log while this one is open: SQLite deletes it only when it can lock the
-    /// database exclusively.)
-    pub(crate) fn sync(&self) -> Result<(), StoreError> {
-        match &self.durability {
-            Durability::Wal(log) => log.sync(),
-            Durability::InCommit | Durability::Memory => Ok(()),
-        }
+    /// Waits until every commit made so far is on disk (one fsync of the write-ahead log,
+    /// shared with every other call waiting for one); the answer is the disk's.
+    pub(crate) async fn sync(&self) -> Result<(), StoreError> {
+        let ((), disk) = self.read(|_| Ok(())).start_durable().await?;
+        disk
     }
 }
 
@@ -245,14 +212,15 @@ mod tests {
         let second = message("r", MessageState::Queued);
         {
             let store = Store::open(&path).expect("open");
-            assert!(store.insert(&first, 10).expect("insert"));
-            assert!(store.insert(&second, 10).expect("insert"));
+            assert!(store.insert(first.clone(), 10).wait().expect("insert"));
+            assert!(store.insert(second.clone(), 10).wait().expect("insert"));
             store
                 .set_state(
                     first.client_id,
-                    &MessageState::Sending { attempt: 1 },
+                    MessageState::Sending { attempt: 1 },
                     Some(1),
                 )
+                .wait()
                 .expect("set");
         }
         let store = Store::open(&path).expect("reopen");
@@ -260,12 +228,12 @@ mod tests {
         assert_eq!(next.client_id, first.client_id);
         assert_eq!(next.state, MessageState::Queued);
         assert_eq!(next.attempts, 1);
-        assert_eq!(store.list().expect("list").len(), 2);
+        assert_eq!(store.list().wait().expect("list").len(), 2);
     }
 
     /// Every message's `client_id`, in queue order.
     fn queue(store: &Store) -> Vec<ClientId> {
-        let messages = store.list().expect("list");
+        let messages = store.list().wait().expect("list");
         messages.iter().map(|m| m.client_id).collect()
     }
 
@@ -297,9 +265,9 @@ mod tests {
         }
         let store = Store::open(&path).expect("reopen");
         let third = message("r", MessageState::Queued);
-        assert!(store.insert(&third, 10).expect("insert"));
+        assert!(store.insert(third.clone(), 10).wait().expect("insert"));
         assert_eq!(queue(&store), [first, second, third.client_id]);
-        assert_eq!(store.unsent_count().expect("count"), 3);
+        assert_eq!(store.unsent_count().wait().expect("count"), 3);
         let next = store.next_pending().expect("query").expect("pending");
         assert_eq!(next.client_id, first);
     }
@@ -312,45 +280,54 @@ mod tests {
             seq: 1,
         };
         let old = message("r", MessageState::Queued);
-        assert!(store.insert(&old, 10).expect("insert"));
-        store.set_state(old.client_id, &sent, None).expect("set");
+        assert!(store.insert(old.clone(), 10).wait().expect("insert"));
+        store
+            .set_state(old.client_id, sent.clone(), None)
+            .wait()
+            .expect("set");
         let failed = message("r", MessageState::Queued);
-        assert!(store.insert(&failed, 10).expect("insert"));
+        assert!(store.insert(failed.clone(), 10).wait().expect("insert"));
         let reason = crate::FailureReason::Expired;
         store
-            .set_state(failed.client_id, &MessageState::Failed { reason }, None)
+            .set_state(failed.client_id, MessageState::Failed { reason }, None)
+            .wait()
             .expect("set");
-        assert_eq!(store.prune_acknowledged().expect("prune"), 1);
+        assert_eq!(store.prune_acknowledged().wait().expect("prune"), 1);
         let (a, b) = (
             message("r", MessageState::Queued),
             message("r", MessageState::Queued),
         );
-        assert!(store.insert(&a, 10).expect("insert"));
-        assert!(store.insert(&b, 10).expect("insert"));
+        assert!(store.insert(a.clone(), 10).wait().expect("insert"));
+        assert!(store.insert(b.clone(), 10).wait().expect("insert"));
         // The failed message is skipped, not sent; the new ones go in the order queued.
         let next = store.next_pending().expect("query").expect("pending");
         assert_eq!(next.client_id, a.client_id);
         assert_eq!(queue(&store), [failed.client_id, a.client_id, b.client_id]);
-        assert_eq!(store.unsent_count().expect("count"), 3);
+        assert_eq!(store.unsent_count().wait().expect("count"), 3);
     }
 
     #[test]
     fn capacity_counts_unsent_messages_only() {
         let store = Store::in_memory().expect("store");
         let a = message("r", MessageState::Queued);
-        assert!(store.insert(&a, 1).expect("insert"));
+        assert!(store.insert(a.clone(), 1).wait().expect("insert"));
         assert!(!store
-            .insert(&message("r", MessageState::Queued), 1)
+            .insert(message("r", MessageState::Queued), 1)
+            .wait()
             .expect("insert"));
         let sent = MessageState::Sent {
             id: chat_protocol::MessageId("m1".into()),
             seq: 1,
         };
-        store.set_state(a.client_id, &sent, None).expect("set");
+        store
+            .set_state(a.client_id, sent, None)
+            .wait()
+            .expect("set");
         assert!(store
-            .insert(&message("r", MessageState::Queued), 1)
+            .insert(message("r", MessageState::Queued), 1)
+            .wait()
             .expect("insert"));
-        let awaiting = store.awaiting_receipts().expect("query");
+        let awaiting = store.awaiting_receipts().wait().expect("query");
         assert_eq!(awaiting.len(), 1);
         assert_eq!(awaiting[0].client_id, a.client_id);
     }
@@ -360,11 +337,12 @@ mod tests {
         let store = Store::in_memory().expect("store");
         let room = RoomId::new("r").expect("room");
         store
-            .set_joined(std::slice::from_ref(&room), true)
+            .set_joined(vec![room.clone()], true)
+            .wait()
             .expect("join");
-        store.advance_position(&room, 5).expect("seq");
-        store.advance_position(&room, 3).expect("seq");
-        let rooms = store.rooms().expect("rooms");
+        store.advance_position(room.clone(), 5).wait().expect("seq");
+        store.advance_position(room.clone(), 3).wait().expect("seq");
+        let rooms = store.rooms().wait().expect("rooms");
         assert_eq!(
             rooms,
             vec![StoredRoom {

@@ -3,7 +3,7 @@
 use chat_protocol::{ClientId, RoomId, Seq};
 use rusqlite::{params, OptionalExtension};
 
-use super::{corrupt, seq_to_sql, Store};
+use super::{corrupt, seq_to_sql, Call, Store};
 use crate::error::StoreError;
 use crate::{MessageState, OutgoingMessage};
 
@@ -31,163 +31,106 @@ fn row_to_message(
 }
 
 impl Store {
-    /// `insert_announced` with nothing to announce.
-    #[cfg(test)]
-    pub(crate) fn insert(
-        &self,
-        message: &OutgoingMessage,
-        capacity: usize,
-    ) -> Result<bool, StoreError> {
-        self.insert_announced(message, capacity, || ())
-    }
-
     /// Adds a message if the number of unsent (queued, sending or failed) messages is below
-    /// `capacity`; returns false when full. Check and insert are one transaction. Once this
-    /// returns the message survives a crash of the process and the flusher may send it;
-    /// [`Store::sync`] makes it survive a power cut. `announce` runs once the row is
-    /// committed but before any other call can see it, so the application hears of the
-    /// message (`Queued`) before the flusher can send it (`Sending`).
-    pub(crate) fn insert_announced(
-        &self,
-        message: &OutgoingMessage,
-        capacity: usize,
-        announce: impl FnOnce(),
-    ) -> Result<bool, StoreError> {
-        let mut conn = self.writer()?;
-        let inserted = Self::insert_within_capacity(&mut conn, message, capacity)?;
-        if inserted {
-            announce();
-        }
-        Ok(inserted)
-    }
-
-    fn insert_within_capacity(
-        conn: &mut rusqlite::Connection,
-        message: &OutgoingMessage,
-        capacity: usize,
-    ) -> Result<bool, StoreError> {
-        let tx = conn.transaction()?;
-        let unsent: i64 = tx
-            .prepare_cached(concat!("SELECT COUNT(*) FROM outbox WHERE ", unsent!()))?
-            .query_row([], |row| row.get(0))?;
-        if usize::try_from(unsent).unwrap_or(usize::MAX) >= capacity {
-            return Ok(false);
-        }
-        tx.prepare_cached(
-            "INSERT INTO outbox (client_id, room, body, reply_to, queued_at, attempts, kind, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            message.client_id.to_string(),
-            message.room.as_str(),
-            message.body,
-            message.reply_to.map(seq_to_sql),
-            message.queued_at,
-            message.attempts,
-            message.state.name(),
-            serde_json::to_string(&message.state).map_err(corrupt)?,
-        ])?;
-        tx.commit()?;
-        Ok(true)
+    /// `capacity`; answers false when full. Check and insert are one change. Once committed
+    /// the message survives a crash of the process and the flusher may send it; started
+    /// with [`Call::start_durable`], the answer waits until it survives a power cut too. A
+    /// `then` runs once the row is committed but before any later call's, so the
+    /// application hears of the message (`Queued`) before the flusher can send it
+    /// (`Sending`).
+    pub(crate) fn insert(&self, message: OutgoingMessage, capacity: usize) -> Call<'_, bool> {
+        self.write(move |conn| insert_within_capacity(conn, &message, capacity))
     }
 
     /// How many messages are unsent (queued, sending or failed).
-    pub(crate) fn unsent_count(&self) -> Result<usize, StoreError> {
-        let conn = self.lock();
-        let n: i64 = conn.query_row(
-            concat!("SELECT COUNT(*) FROM outbox WHERE ", unsent!()),
-            [],
-            |row| row.get(0),
-        )?;
-        Ok(usize::try_from(n).unwrap_or(0))
+    pub(crate) fn unsent_count(&self) -> Call<'_, usize> {
+        self.read(|conn| {
+            let n: i64 = conn
+                .prepare_cached(concat!("SELECT COUNT(*) FROM outbox WHERE ", unsent!()))?
+                .query_row([], |row| row.get(0))?;
+            Ok(usize::try_from(n).unwrap_or(0))
+        })
     }
 
-    /// Removes every acknowledged message (sent, delivered, read); returns how many.
-    pub(crate) fn prune_acknowledged(&self) -> Result<usize, StoreError> {
-        let conn = self.writer()?;
-        Ok(conn.execute(
-            "DELETE FROM outbox WHERE kind IN ('sent', 'delivered', 'read')",
-            [],
-        )?)
+    /// Removes every acknowledged message (sent, delivered, read); answers how many.
+    pub(crate) fn prune_acknowledged(&self) -> Call<'_, usize> {
+        self.write(|conn| {
+            Ok(conn.execute(
+                "DELETE FROM outbox WHERE kind IN ('sent', 'delivered', 'read')",
+                [],
+            )?)
+        })
     }
 
     /// The oldest message still to send (queued or sending), in queue order.
     #[cfg(test)]
     pub(crate) fn next_pending(&self) -> Result<Option<OutgoingMessage>, StoreError> {
-        Ok(self.pending_head(1)?.into_iter().next())
+        Ok(self.pending_head(1).wait()?.into_iter().next())
     }
 
     /// The `limit` oldest messages still to send (queued or sending), in queue order.
-    pub(crate) fn pending_head(&self, limit: usize) -> Result<Vec<OutgoingMessage>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(concat!(
-            "SELECT * FROM outbox WHERE ",
-            unsent!(),
-            " AND kind != 'failed' ORDER BY position LIMIT ?1"
-        ))?;
-        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], row_to_message)?;
-        rows.map(|row| row?).collect()
+    pub(crate) fn pending_head(&self, limit: usize) -> Call<'_, Vec<OutgoingMessage>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(concat!(
+                "SELECT * FROM outbox WHERE ",
+                unsent!(),
+                " AND kind != 'failed' ORDER BY position LIMIT ?1"
+            ))?;
+            let rows =
+                stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], row_to_message)?;
+            rows.map(|row| row?).collect()
+        })
     }
 
     /// One message.
-    pub(crate) fn get(&self, id: ClientId) -> Result<Option<OutgoingMessage>, StoreError> {
-        let conn = self.lock();
-        let row = conn
-            .prepare_cached("SELECT * FROM outbox WHERE client_id = ?1")?
-            .query_row(params![id.to_string()], row_to_message)
-            .optional()?;
-        row.transpose()
+    pub(crate) fn get(&self, id: ClientId) -> Call<'_, Option<OutgoingMessage>> {
+        self.read(move |conn| get(conn, id))
     }
 
     /// Every message in the outbox, in queue order.
-    pub(crate) fn list(&self) -> Result<Vec<OutgoingMessage>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare("SELECT * FROM outbox ORDER BY position")?;
-        let rows = stmt.query_map([], row_to_message)?;
-        rows.map(|row| row?).collect()
+    pub(crate) fn list(&self) -> Call<'_, Vec<OutgoingMessage>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare("SELECT * FROM outbox ORDER BY position")?;
+            let rows = stmt.query_map([], row_to_message)?;
+            rows.map(|row| row?).collect()
+        })
     }
 
     /// Every acknowledged message not yet read (`Sent` or `Delivered`), in queue order.
-    pub(crate) fn awaiting_receipts(&self) -> Result<Vec<OutgoingMessage>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(
-            "SELECT * FROM outbox WHERE kind IN ('sent', 'delivered') ORDER BY position",
-        )?;
-        let rows = stmt.query_map([], row_to_message)?;
-        rows.map(|row| row?).collect()
+    pub(crate) fn awaiting_receipts(&self) -> Call<'_, Vec<OutgoingMessage>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT * FROM outbox WHERE kind IN ('sent', 'delivered') ORDER BY position",
+            )?;
+            let rows = stmt.query_map([], row_to_message)?;
+            rows.map(|row| row?).collect()
+        })
     }
 
     /// The acknowledged messages of `room` that receipts can still move (`Sent` or
     /// `Delivered`), oldest first. A scan of the outbox: used only for a room with more of
     /// them than the client follows in memory.
-    pub(crate) fn awaiting_receipts_in(
-        &self,
-        room: &RoomId,
-    ) -> Result<Vec<OutgoingMessage>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT * FROM outbox WHERE kind IN ('sent', 'delivered') AND room = ?1
-             ORDER BY position",
-        )?;
-        let rows = stmt.query_map([room.as_str()], row_to_message)?;
-        rows.map(|row| row?).collect()
+    pub(crate) fn awaiting_receipts_in(&self, room: RoomId) -> Call<'_, Vec<OutgoingMessage>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT * FROM outbox WHERE kind IN ('sent', 'delivered') AND room = ?1
+                 ORDER BY position",
+            )?;
+            let rows = stmt.query_map([room.as_str()], row_to_message)?;
+            rows.map(|row| row?).collect()
+        })
     }
 
-    /// Sets the state of several acknowledged messages in one transaction (a receipt moves
-    /// a run of them at once). Messages no longer in the outbox are skipped; the result says,
-    /// for each change, whether its message was there.
-    pub(crate) fn set_states(
-        &self,
-        changes: &[(ClientId, MessageState)],
-    ) -> Result<Vec<bool>, StoreError> {
-        let mut conn = self.writer()?;
-        let tx = conn.transaction()?;
-        let mut changed = Vec::with_capacity(changes.len());
-        {
-            let mut stmt = tx.prepare_cached(
+    /// Sets the state of several messages as one change (a receipt moves a run of them at
+    /// once). Messages no longer in the outbox are skipped; the answer says, for each
+    /// change, whether its message was there.
+    pub(crate) fn set_states(&self, changes: Vec<(ClientId, MessageState)>) -> Call<'_, Vec<bool>> {
+        self.write(move |conn| {
+            let mut stmt = conn.prepare_cached(
                 "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1",
             )?;
-            for (id, state) in changes {
+            let mut changed = Vec::with_capacity(changes.len());
+            for (id, state) in &changes {
                 let json = serde_json::to_string(state).map_err(corrupt)?;
                 let rows = stmt.execute(params![
                     id.to_string(),
@@ -197,143 +140,184 @@ impl Store {
                 ])?;
                 changed.push(rows > 0);
             }
-        }
-        tx.commit()?;
-        Ok(changed)
+            Ok(changed)
+        })
     }
 
-    /// Hands several messages to the server (`Sending`, with their attempt counts) in one
-    /// transaction. As [`Store::set_state`] with an attempt count, only a message still to
-    /// send is changed; the result says, for each, whether it was.
+    /// Hands several messages to the server (`Sending`, with their attempt counts) as one
+    /// change. Only a message still to send is changed (one that expired or was discarded
+    /// since the flusher read it stays as it is, and is not sent); the answer says, for
+    /// each, whether it was.
     pub(crate) fn begin_sending(
         &self,
-        changes: &[(ClientId, MessageState, u32)],
-    ) -> Result<Vec<bool>, StoreError> {
-        let mut conn = self.writer()?;
-        let tx = conn.transaction()?;
-        let mut changed = Vec::with_capacity(changes.len());
-        {
-            let mut stmt = tx.prepare_cached(
+        changes: Vec<(ClientId, MessageState, u32)>,
+    ) -> Call<'_, Vec<bool>> {
+        self.write(move |conn| {
+            let mut stmt = conn.prepare_cached(
                 "UPDATE outbox SET kind = ?2, state = ?3, attempts = ?4
                  WHERE client_id = ?1 AND kind IN ('queued', 'sending')",
             )?;
-            for (id, state, attempts) in changes {
+            let mut changed = Vec::with_capacity(changes.len());
+            for (id, state, attempts) in &changes {
                 let json = serde_json::to_string(state).map_err(corrupt)?;
                 changed
                     .push(stmt.execute(params![id.to_string(), state.name(), json, attempts])? > 0);
             }
-        }
-        tx.commit()?;
-        Ok(changed)
+            Ok(changed)
+        })
     }
 
-    /// Sets a message's state (and attempt count, when given). Returns false if the message
+    /// Sets a message's state (and attempt count, when given). Answers false if the message
     /// is not in the outbox. With an attempt count (the flusher handing it to the server)
-    /// only a message still to send is changed: one that expired or was discarded since the
-    /// flusher read it stays as it is, and is not sent.
+    /// only a message still to send is changed.
     pub(crate) fn set_state(
         &self,
         id: ClientId,
-        state: &MessageState,
+        state: MessageState,
         attempts: Option<u32>,
-    ) -> Result<bool, StoreError> {
-        let conn = self.writer()?;
-        let json = serde_json::to_string(state).map_err(corrupt)?;
-        let seq = state.seq().map(seq_to_sql);
-        let changed = match attempts {
-            Some(n) => conn
-                .prepare_cached(
-                    "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4, attempts = ?5
-                     WHERE client_id = ?1 AND kind IN ('queued', 'sending')",
-                )?
-                .execute(params![id.to_string(), state.name(), json, seq, n])?,
-            None => conn
-                .prepare_cached(
-                    "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1",
-                )?
-                .execute(params![id.to_string(), state.name(), json, seq])?,
-        };
-        Ok(changed > 0)
+    ) -> Call<'_, bool> {
+        self.write(move |conn| {
+            let json = serde_json::to_string(&state).map_err(corrupt)?;
+            let seq = state.seq().map(seq_to_sql);
+            let changed = match attempts {
+                Some(n) => conn
+                    .prepare_cached(
+                        "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4, attempts = ?5
+                         WHERE client_id = ?1 AND kind IN ('queued', 'sending')",
+                    )?
+                    .execute(params![id.to_string(), state.name(), json, seq, n])?,
+                None => conn
+                    .prepare_cached(
+                        "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1",
+                    )?
+                    .execute(params![id.to_string(), state.name(), json, seq])?,
+            };
+            Ok(changed > 0)
+        })
     }
 
     /// Fails every queued message never handed to the server and queued before `cutoff`
-    /// (ms since the epoch), in one statement; returns them.
-    pub(crate) fn expire_unattempted(
-        &self,
-        cutoff: i64,
-    ) -> Result<Vec<(ClientId, RoomId)>, StoreError> {
-        let failed = MessageState::Failed {
-            reason: crate::FailureReason::Expired,
-        };
-        let json = serde_json::to_string(&failed).map_err(corrupt)?;
-        let conn = self.writer()?;
-        let mut stmt = conn.prepare_cached(concat!(
-            "UPDATE outbox SET kind = 'failed', state = ?1 WHERE ",
-            unsent!(),
-            " AND kind = 'queued' AND attempts = 0 AND queued_at < ?2 RETURNING client_id, room"
-        ))?;
-        let rows = stmt.query_map(params![json, cutoff], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })?;
-        let mut expired = Vec::new();
-        for row in rows {
-            let (id, room) = row?;
-            // The update is committed for every row: one that cannot be read must not keep
-            // the others from being announced.
-            match (id.parse::<ClientId>(), RoomId::new(room)) {
-                (Ok(id), Ok(room)) => expired.push((id, room)),
-                _ => tracing::warn!("an expired outbox row cannot be read"),
+    /// (ms since the epoch), in one statement; answers them.
+    pub(crate) fn expire_unattempted(&self, cutoff: i64) -> Call<'_, Vec<(ClientId, RoomId)>> {
+        self.write(move |conn| {
+            let failed = MessageState::Failed {
+                reason: crate::FailureReason::Expired,
+            };
+            let json = serde_json::to_string(&failed).map_err(corrupt)?;
+            let mut stmt = conn.prepare_cached(concat!(
+                "UPDATE outbox SET kind = 'failed', state = ?1 WHERE ",
+                unsent!(),
+                " AND kind = 'queued' AND attempts = 0 AND queued_at < ?2 RETURNING client_id, room"
+            ))?;
+            let rows = stmt.query_map(params![json, cutoff], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            let mut expired = Vec::new();
+            for row in rows {
+                let (id, room) = row?;
+                // The update is committed for every row: one that cannot be read must not
+                // keep the others from being announced.
+                match (id.parse::<ClientId>(), RoomId::new(room)) {
+                    (Ok(id), Ok(room)) => expired.push((id, room)),
+                    _ => tracing::warn!("an expired outbox row cannot be read"),
+                }
             }
-        }
-        Ok(expired)
+            Ok(expired)
+        })
     }
 
     /// The rooms of the messages still to send (queued or sending).
-    pub(crate) fn pending_rooms(&self) -> Result<Vec<RoomId>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(concat!(
-            "SELECT DISTINCT room FROM outbox WHERE ",
-            unsent!(),
-            " AND kind != 'failed'"
-        ))?;
-        let rooms = stmt.query_map([], |row| row.get::<_, String>(0))?;
-        rooms
-            .map(|room| RoomId::new(room?).map_err(corrupt))
-            .collect()
+    pub(crate) fn pending_rooms(&self) -> Call<'_, Vec<RoomId>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(concat!(
+                "SELECT DISTINCT room FROM outbox WHERE ",
+                unsent!(),
+                " AND kind != 'failed'"
+            ))?;
+            let rooms = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            rooms
+                .map(|room| RoomId::new(room?).map_err(corrupt))
+                .collect()
+        })
     }
 
     /// Removes a message unless it is on the wire (`Sending`), in one statement, so the
-    /// flusher cannot pick it up between a check and the delete. Returns whether it was
-    /// removed.
-    pub(crate) fn delete_unless_sending(&self, id: ClientId) -> Result<bool, StoreError> {
-        let conn = self.writer()?;
-        Ok(conn.execute(
-            "DELETE FROM outbox WHERE client_id = ?1 AND kind != 'sending'",
-            params![id.to_string()],
-        )? > 0)
+    /// flusher cannot pick it up between a check and the delete. Answers `Ok(())` if it
+    /// was removed, else the message as it is (`None` if it is not there).
+    pub(crate) fn delete_unless_sending(
+        &self,
+        id: ClientId,
+    ) -> Call<'_, Result<(), Option<OutgoingMessage>>> {
+        self.write(move |conn| {
+            let removed = conn.execute(
+                "DELETE FROM outbox WHERE client_id = ?1 AND kind != 'sending'",
+                params![id.to_string()],
+            )? > 0;
+            if removed {
+                return Ok(Ok(()));
+            }
+            Ok(Err(get(conn, id)?))
+        })
     }
 
     /// Puts a failed message back at the end of the queue (behind messages queued
     /// meanwhile), in one statement: a crash leaves it either failed or queued, never gone.
-    /// Returns the message as queued again, or `None` if it is not failed (or not there).
+    /// Answers the message as queued again, or as it is if it was not failed (`None` if it
+    /// is not there).
     pub(crate) fn requeue_failed(
         &self,
         id: ClientId,
         queued_at: i64,
-    ) -> Result<Option<OutgoingMessage>, StoreError> {
-        let queued = serde_json::to_string(&MessageState::Queued).map_err(corrupt)?;
-        let changed = {
-            let conn = self.writer()?;
-            conn.execute(
+    ) -> Call<'_, Result<OutgoingMessage, Option<OutgoingMessage>>> {
+        self.write(move |conn| {
+            let queued = serde_json::to_string(&MessageState::Queued).map_err(corrupt)?;
+            let changed = conn.execute(
                 "UPDATE outbox SET position = (SELECT MAX(position) + 1 FROM outbox),
                     kind = 'queued', state = ?2, queued_at = ?3
                  WHERE client_id = ?1 AND kind = 'failed'",
                 params![id.to_string(), queued, queued_at],
-            )?
-        };
-        if changed == 0 {
-            return Ok(None);
-        }
-        self.get(id)
+            )?;
+            let message = get(conn, id)?;
+            Ok(match message {
+                Some(message) if changed > 0 => Ok(message),
+                other => Err(other),
+            })
+        })
     }
+}
+
+fn get(conn: &rusqlite::Connection, id: ClientId) -> Result<Option<OutgoingMessage>, StoreError> {
+    let row = conn
+        .prepare_cached("SELECT * FROM outbox WHERE client_id = ?1")?
+        .query_row(params![id.to_string()], row_to_message)
+        .optional()?;
+    row.transpose()
+}
+
+fn insert_within_capacity(
+    conn: &rusqlite::Connection,
+    message: &OutgoingMessage,
+    capacity: usize,
+) -> Result<bool, StoreError> {
+    let unsent: i64 = conn
+        .prepare_cached(concat!("SELECT COUNT(*) FROM outbox WHERE ", unsent!()))?
+        .query_row([], |row| row.get(0))?;
+    if usize::try_from(unsent).unwrap_or(usize::MAX) >= capacity {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "INSERT INTO outbox (client_id, room, body, reply_to, queued_at, attempts, kind, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        message.client_id.to_string(),
+        message.room.as_str(),
+        message.body,
+        message.reply_to.map(seq_to_sql),
+        message.queued_at,
+        message.attempts,
+        message.state.name(),
+        serde_json::to_string(&message.state).map_err(corrupt)?,
+    ])?;
+    Ok(true)
 }
