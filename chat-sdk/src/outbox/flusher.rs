@@ -35,6 +35,7 @@ use chat_protocol::{AckError, Body, ErrorBody, ErrorCode};
 use crate::client::shared::Inner;
 use crate::error::StoreError;
 use crate::outbox::{receipts, transitions};
+use crate::store::Pick;
 use crate::transport::{Connection, MAX_REQUEST_BYTES};
 use crate::{FailureReason, MessageState, OutgoingMessage};
 
@@ -135,8 +136,8 @@ async fn transition(
         .map(drop)
 }
 
-fn is_expired(inner: &Inner, message: &OutgoingMessage) -> bool {
-    match inner.config.ttl {
+fn is_expired(ttl: Option<Duration>, message: &OutgoingMessage) -> bool {
+    match ttl {
         Some(ttl) => {
             let age = now_ms().saturating_sub(message.queued_at);
             u128::try_from(age).unwrap_or(0) > ttl.as_millis()
@@ -178,22 +179,19 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
         if inner.shutdown.is_cancelled() {
             return Ok(());
         }
-        let batching = inner.send_batch.get() == Some(true);
-        let head = inner
-            .store
-            .pending_head(if batching { MAX_SEND_BATCH } else { 1 })
-            .await?;
-        if head.is_empty() {
-            return Ok(());
-        }
         let Some(conn) = inner.connection() else {
             return Ok(());
         };
-        let ready = fit_one_request(inner, head).await?;
-        if ready.is_empty() {
+        let batching = inner.send_batch.get() == Some(true);
+        let limit = if batching { MAX_SEND_BATCH } else { 1 };
+        let claimed = transitions::claim(inner, limit, one_request(inner.config.ttl)).await?;
+        if claimed.empty {
+            return Ok(());
+        }
+        let sending = claimed.sending;
+        if sending.is_empty() {
             continue;
         }
-        let sending = transitions::begin_sending(inner, ready).await?;
         let next = match sending.len() {
             0 => Next::Go,
             1 => send_one(inner, &*conn, &sending[0]).await?,
@@ -219,40 +217,36 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
     }
 }
 
-/// Fails the messages of `head` that may not be sent (expired, or a body the protocol
-/// refuses), and keeps, in order, as many of the rest as one request carries.
-async fn fit_one_request(
-    inner: &Inner,
-    head: Vec<OutgoingMessage>,
-) -> Result<Vec<OutgoingMessage>, StoreError> {
-    let mut ready = Vec::with_capacity(head.len());
+/// What to do with each message of the head of the queue, in order: fail one that may
+/// not be sent (expired, or a body the protocol refuses), and send as many of the rest as
+/// one request carries.
+fn one_request(ttl: Option<Duration>) -> impl FnMut(&OutgoingMessage) -> Pick + Send {
     let mut bytes = 0;
-    for message in head {
+    let mut taken = 0;
+    move |message| {
         // Only a message never handed to the server may expire: one that was may already be
         // stored, and calling it failed would be a lie. It is resent until acknowledged.
-        if message.attempts == 0 && is_expired(inner, &message) {
+        if message.attempts == 0 && is_expired(ttl, message) {
             let reason = FailureReason::Expired;
-            transition(inner, &message, MessageState::Failed { reason }, None).await?;
-            continue;
+            return Pick::Fail(MessageState::Failed { reason });
         }
         if let Err(err) = Body::new(message.body.clone()) {
             let reason = FailureReason::Rejected {
                 code: err.code(),
                 message: err.to_string(),
             };
-            transition(inner, &message, MessageState::Failed { reason }, None).await?;
-            continue;
+            return Pick::Fail(MessageState::Failed { reason });
         }
         // An upper bound of the encoding: JSON at most doubles a body's bytes (no control
         // characters but `\n` and `\t` pass `Body`), plus the room and the fixed fields.
         let size = 2 * message.body.len() + message.room.as_str().len() + 128;
-        if !ready.is_empty() && bytes + size > MAX_REQUEST_BYTES {
-            break;
+        if taken > 0 && bytes + size > MAX_REQUEST_BYTES {
+            return Pick::Stop;
         }
         bytes += size;
-        ready.push(message);
+        taken += 1;
+        Pick::Send
     }
-    Ok(ready)
 }
 
 fn request_of(message: &OutgoingMessage) -> Result<SendMessage, StoreError> {

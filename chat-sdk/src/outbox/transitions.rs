@@ -15,7 +15,7 @@ use chat_protocol::{ClientId, RoomId};
 use crate::client::shared::{lock, Inner};
 use crate::error::StoreError;
 use crate::receive::ChatEvent;
-use crate::store::{Durable, Pending, Store};
+use crate::store::{Claimed, Durable, Pending, Pick, Store};
 use crate::{MessageState, OutgoingMessage};
 
 /// Tells the application (and the message's watchers) that `client_id` is now in `state`.
@@ -88,47 +88,29 @@ pub(crate) async fn record_sent(
     record_all(inner, vec![(message, sent)]).await
 }
 
-/// Hands `messages` to the server: each one still to send moves to `Sending` with its next
-/// attempt, all in one change. Answers those that did (as they now are); one discarded or
-/// expired since it was read is left out, and never goes on the wire.
-pub(crate) async fn begin_sending(
+/// Takes the head of the queue for the next request in one change (see
+/// [`Store::claim_head`]): the messages `pick` fails become `Failed`, those it sends
+/// `Sending` with their next attempt, each announced. One discarded or expired since it
+/// was queued is left out, and never goes on the wire.
+pub(crate) async fn claim(
     inner: &Inner,
-    messages: Vec<OutgoingMessage>,
-) -> Result<Vec<OutgoingMessage>, StoreError> {
-    let sending: Vec<OutgoingMessage> = messages
-        .into_iter()
-        .map(|mut message| {
-            message.attempts = message.attempts.saturating_add(1);
-            message.state = MessageState::Sending {
-                attempt: message.attempts,
-            };
-            message
-        })
-        .collect();
-    let changes = sending
-        .iter()
-        .map(|m| (m.client_id, m.state.clone(), m.attempts))
-        .collect();
-    let (shared, announced) = (inner.weak(), sending.clone());
-    let present = inner
+    limit: usize,
+    pick: impl FnMut(&OutgoingMessage) -> Pick + Send + 'static,
+) -> Result<Claimed, StoreError> {
+    let shared = inner.weak();
+    inner
         .store
-        .begin_sending(changes)
-        .then(move |present| {
+        .claim_head(limit, pick)
+        .then(move |claimed| {
             let Some(shared) = shared.upgrade() else {
                 return;
             };
-            for (message, present) in announced.into_iter().zip(present) {
-                if *present {
-                    announce(&shared, message.client_id, &message.room, message.state);
-                }
+            for message in claimed.failed.iter().chain(&claimed.sending) {
+                let state = message.state.clone();
+                announce(&shared, message.client_id, &message.room, state);
             }
         })
-        .await?;
-    Ok(sending
-        .into_iter()
-        .zip(present)
-        .filter_map(|(message, present)| present.then_some(message))
-        .collect())
+        .await
 }
 
 /// Moves several messages to new states in one change: each that is still in the outbox

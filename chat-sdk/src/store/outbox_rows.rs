@@ -69,16 +69,47 @@ impl Store {
     }
 
     /// The `limit` oldest messages still to send (queued or sending), in queue order.
+    #[cfg(test)]
     pub(crate) fn pending_head(&self, limit: usize) -> Call<'_, Vec<OutgoingMessage>> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(concat!(
-                "SELECT * FROM outbox WHERE ",
-                unsent!(),
-                " AND kind != 'failed' ORDER BY position LIMIT ?1"
-            ))?;
-            let rows =
-                stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], row_to_message)?;
-            rows.map(|row| row?).collect()
+        self.read(move |conn| pending_head(conn, limit))
+    }
+
+    /// Takes the head of the queue for the next request, in one change: reads the `limit`
+    /// oldest messages still to send and, in order, as `pick` says of each, fails it, hands
+    /// it to the server (`Sending`, with its next attempt), or stops there.
+    pub(crate) fn claim_head(
+        &self,
+        limit: usize,
+        mut pick: impl FnMut(&OutgoingMessage) -> Pick + Send + 'static,
+    ) -> Call<'_, Claimed> {
+        self.write(move |conn| {
+            let head = pending_head(conn, limit)?;
+            let mut claimed = Claimed {
+                empty: head.is_empty(),
+                ..Claimed::default()
+            };
+            for mut message in head {
+                match pick(&message) {
+                    Pick::Fail(state) => {
+                        if set_state(conn, message.client_id, &state, None)? {
+                            message.state = state;
+                            claimed.failed.push(message);
+                        }
+                    }
+                    Pick::Send => {
+                        message.attempts = message.attempts.saturating_add(1);
+                        message.state = MessageState::Sending {
+                            attempt: message.attempts,
+                        };
+                        let attempts = Some(message.attempts);
+                        if set_state(conn, message.client_id, &message.state, attempts)? {
+                            claimed.sending.push(message);
+                        }
+                    }
+                    Pick::Stop => break,
+                }
+            }
+            Ok(claimed)
         })
     }
 
@@ -144,29 +175,6 @@ impl Store {
         })
     }
 
-    /// Hands several messages to the server (`Sending`, with their attempt counts) as one
-    /// change. Only a message still to send is changed (one that expired or was discarded
-    /// since the flusher read it stays as it is, and is not sent); the answer says, for
-    /// each, whether it was.
-    pub(crate) fn begin_sending(
-        &self,
-        changes: Vec<(ClientId, MessageState, u32)>,
-    ) -> Call<'_, Vec<bool>> {
-        self.write(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "UPDATE outbox SET kind = ?2, state = ?3, attempts = ?4
-                 WHERE client_id = ?1 AND kind IN ('queued', 'sending')",
-            )?;
-            let mut changed = Vec::with_capacity(changes.len());
-            for (id, state, attempts) in &changes {
-                let json = serde_json::to_string(state).map_err(corrupt)?;
-                changed
-                    .push(stmt.execute(params![id.to_string(), state.name(), json, attempts])? > 0);
-            }
-            Ok(changed)
-        })
-    }
-
     /// Sets a message's state (and attempt count, when given). Answers false if the message
     /// is not in the outbox. With an attempt count (the flusher handing it to the server)
     /// only a message still to send is changed.
@@ -176,24 +184,7 @@ impl Store {
         state: MessageState,
         attempts: Option<u32>,
     ) -> Call<'_, bool> {
-        self.write(move |conn| {
-            let json = serde_json::to_string(&state).map_err(corrupt)?;
-            let seq = state.seq().map(seq_to_sql);
-            let changed = match attempts {
-                Some(n) => conn
-                    .prepare_cached(
-                        "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4, attempts = ?5
-                         WHERE client_id = ?1 AND kind IN ('queued', 'sending')",
-                    )?
-                    .execute(params![id.to_string(), state.name(), json, seq, n])?,
-                None => conn
-                    .prepare_cached(
-                        "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1",
-                    )?
-                    .execute(params![id.to_string(), state.name(), json, seq])?,
-            };
-            Ok(changed > 0)
-        })
+        self.write(move |conn| set_state(conn, id, &state, attempts))
     }
 
     /// Fails every queued message never handed to the server and queued before `cutoff`
@@ -284,6 +275,68 @@ impl Store {
             })
         })
     }
+}
+
+/// What [`Store::claim_head`] does with a message of the head of the queue.
+pub(crate) enum Pick {
+    /// Fails it, with this state.
+    Fail(MessageState),
+    /// Hands it to the server.
+    Send,
+    /// Leaves it and the rest of the queue as they are.
+    Stop,
+}
+
+/// What [`Store::claim_head`] did.
+#[derive(Debug, Default)]
+pub(crate) struct Claimed {
+    /// Nothing was left to send.
+    pub(crate) empty: bool,
+    /// The messages it failed, as they now are.
+    pub(crate) failed: Vec<OutgoingMessage>,
+    /// The messages it handed to the server, in queue order, as they now are.
+    pub(crate) sending: Vec<OutgoingMessage>,
+}
+
+fn pending_head(
+    conn: &rusqlite::Connection,
+    limit: usize,
+) -> Result<Vec<OutgoingMessage>, StoreError> {
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT * FROM outbox WHERE ",
+        unsent!(),
+        " AND kind != 'failed' ORDER BY position LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], row_to_message)?;
+    rows.map(|row| row?).collect()
+}
+
+/// Sets a message's state (and attempt count, when given); false if it is not in the
+/// outbox. With an attempt count (the flusher handing it to the server) only a message
+/// still to send is changed: one that expired or was discarded since it was read stays as
+/// it is, and is not sent.
+fn set_state(
+    conn: &rusqlite::Connection,
+    id: ClientId,
+    state: &MessageState,
+    attempts: Option<u32>,
+) -> Result<bool, StoreError> {
+    let json = serde_json::to_string(state).map_err(corrupt)?;
+    let seq = state.seq().map(seq_to_sql);
+    let changed = match attempts {
+        Some(n) => conn
+            .prepare_cached(
+                "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4, attempts = ?5
+                 WHERE client_id = ?1 AND kind IN ('queued', 'sending')",
+            )?
+            .execute(params![id.to_string(), state.name(), json, seq, n])?,
+        None => conn
+            .prepare_cached(
+                "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1",
+            )?
+            .execute(params![id.to_string(), state.name(), json, seq])?,
+    };
+    Ok(changed > 0)
 }
 
 fn get(conn: &rusqlite::Connection, id: ClientId) -> Result<Option<OutgoingMessage>, StoreError> {

@@ -27,6 +27,9 @@ use crate::error::StoreError;
 /// gets answers in bounded batches.
 const MAX_BATCH: usize = 512;
 
+/// Prepared statements kept per connection: every statement the store runs, with room.
+const STATEMENT_CACHE: usize = 64;
+
 /// What a job may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Access {
@@ -53,6 +56,8 @@ pub(super) trait Job: Send {
     /// Runs the job's work inside the batch's open transaction (in a savepoint of its own
     /// when `savepoint`, so a failure takes back its own changes only).
     fn run(&mut self, conn: &Connection, closed: &AtomicBool, savepoint: bool);
+    /// Whether it may write.
+    fn writes(&self) -> bool;
     /// Its work's error, if it failed.
     fn error(&self) -> Option<&StoreError>;
     /// Its changes were taken back with the whole transaction (SQLite rolls a
@@ -100,19 +105,23 @@ impl<R: Send + 'static> Job for Queued<R> {
             self.result = Some(work(conn));
             return;
         }
-        if let Err(err) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(err) = exec(conn, "SAVEPOINT job") {
             self.result = Some(Err(err.into()));
             return;
         }
         let result = work(conn);
         let ended = match &result {
-            Ok(_) => conn.execute_batch("RELEASE job"),
-            Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job"),
+            Ok(_) => exec(conn, "RELEASE job"),
+            Err(_) => exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job")),
         };
         self.result = Some(match ended {
             Err(err) if result.is_ok() => Err(err.into()),
             _ => result,
         });
+    }
+
+    fn writes(&self) -> bool {
+        self.access != Access::Read
     }
 
     fn error(&self) -> Option<&StoreError> {
@@ -300,6 +309,7 @@ impl std::fmt::Debug for Executor {
 impl Executor {
     /// Jobs run in place (an in-memory store).
     pub(super) fn inline(conn: Connection) -> Self {
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Self {
             closed: Arc::default(),
             counts: Arc::default(),
@@ -315,6 +325,7 @@ impl Executor {
         durability: Durability,
         transactional: bool,
     ) -> Result<Self, StoreError> {
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let closed = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Counts::default());
         let worker = Worker::spawn(
@@ -370,13 +381,25 @@ fn run_batch(
     transactional: bool,
     jobs: &mut [Box<dyn Job>],
 ) -> Result<(), StoreError> {
-    if !transactional {
+    if !transactional || !jobs.iter().any(|job| job.writes()) {
+        // Reads only: each statement reads a consistent snapshot on its own.
         for job in jobs.iter_mut() {
             job.run(conn, closed, false);
         }
         return Ok(());
     }
-    conn.execute_batch("BEGIN")?;
+    exec(conn, "BEGIN")?;
+    if let [job] = jobs {
+        // Alone in its transaction, a job needs no savepoint: a failure takes it all back.
+        job.run(conn, closed, false);
+        if job.error().is_some() {
+            if !conn.is_autocommit() {
+                exec(conn, "ROLLBACK")?;
+            }
+            return Ok(());
+        }
+        return commit(conn);
+    }
     let mut first = 0;
     for index in 0..jobs.len() {
         jobs[index].run(conn, closed, true);
@@ -396,15 +419,24 @@ fn run_batch(
             jobs[index].rolled_back(&cause);
         }
         first = index + 1;
-        conn.execute_batch("BEGIN")?;
+        exec(conn, "BEGIN")?;
     }
-    if let Err(err) = conn.execute_batch("COMMIT") {
+    commit(conn)
+}
+
+fn commit(conn: &Connection) -> Result<(), StoreError> {
+    if let Err(err) = exec(conn, "COMMIT") {
         if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = exec(conn, "ROLLBACK");
         }
         return Err(err.into());
     }
     Ok(())
+}
+
+/// One statement without parameters, prepared once per connection.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// After the commit: each job's `then` in order, then the answers of those that need not
