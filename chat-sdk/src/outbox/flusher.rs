@@ -30,12 +30,12 @@ use chat_protocol::batch::{SendBatch, SendBatchResult, SendOutcome};
 use chat_protocol::limits::MAX_SEND_BATCH;
 use chat_protocol::requests::{names, SendMessage};
 use chat_protocol::results::SendResult;
-use chat_protocol::{AckError, Body, ErrorBody, ErrorCode};
+use chat_protocol::{AckError, Body, ErrorBody, ErrorCode, RoomId};
 
 use crate::client::shared::Inner;
 use crate::error::StoreError;
 use crate::outbox::{receipts, transitions};
-use crate::store::Pick;
+use crate::store::{ClaimNext, Claimed, Pick};
 use crate::transport::{Connection, MAX_REQUEST_BYTES};
 use crate::{FailureReason, MessageState, OutgoingMessage};
 
@@ -124,18 +124,6 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Moves a message to `state` through the one place states change.
-async fn transition(
-    inner: &Inner,
-    message: &OutgoingMessage,
-    state: MessageState,
-    attempts: Option<u32>,
-) -> Result<(), StoreError> {
-    transitions::record(inner, message, state, attempts)
-        .await
-        .map(drop)
-}
-
 fn is_expired(ttl: Option<Duration>, message: &OutgoingMessage) -> bool {
     match ttl {
         Some(ttl) => {
@@ -175,16 +163,28 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
         transitions::expire(inner, ttl).await?;
     }
     let mut backoff = inner.config.retry.backoff();
+    // The head of the queue, when the last outcome's store call took it already.
+    let mut taken: Option<Claimed> = None;
     loop {
-        if inner.shutdown.is_cancelled() {
-            return Ok(());
-        }
-        let Some(conn) = inner.connection() else {
+        let connection = inner
+            .connection()
+            .filter(|_| !inner.shutdown.is_cancelled());
+        let Some(conn) = connection else {
+            if let Some(claimed) = taken {
+                // Taken for a request that will not be made now: queued again, as after a
+                // lost link.
+                let moves = claimed.sending.iter().map(|m| (m, MessageState::Queued));
+                transitions::record_all(inner, moves.collect()).await?;
+            }
             return Ok(());
         };
-        let batching = inner.send_batch.get() == Some(true);
-        let limit = if batching { MAX_SEND_BATCH } else { 1 };
-        let claimed = transitions::claim(inner, limit, one_request(inner.config.ttl)).await?;
+        let claimed = match taken.take() {
+            Some(claimed) => claimed,
+            None => {
+                let pick = one_request(inner.config.ttl);
+                transitions::claim(inner, head_limit(inner), pick).await?
+            }
+        };
         if claimed.empty {
             return Ok(());
         }
@@ -192,12 +192,20 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
         if sending.is_empty() {
             continue;
         }
-        let next = match sending.len() {
-            0 => Next::Go,
+        let outcome = match sending.len() {
             1 => send_one(inner, &*conn, &sending[0]).await?,
             _ => send_batch(inner, &*conn, &sending).await?,
         };
-        match next {
+        // With nothing to wait for, the outcome and the next head go in one store call.
+        let next_claim = (outcome.next == Next::Go).then(|| {
+            let next: ClaimNext = (head_limit(inner), Box::new(one_request(inner.config.ttl)));
+            next
+        });
+        taken = transitions::settle_and_claim(inner, outcome.moves, next_claim).await?;
+        for room in &outcome.stored_in {
+            receipts::refresh_room(inner, room).await?;
+        }
+        match outcome.next {
             Next::Go => {}
             Next::Wait(wait) => {
                 if !pause(inner, wait).await {
@@ -214,6 +222,15 @@ async fn pass(inner: &Arc<Inner>) -> Result<(), StoreError> {
             Next::Stop => return Ok(()),
         }
         backoff = inner.config.retry.backoff();
+    }
+}
+
+/// How many messages the next request may carry.
+fn head_limit(inner: &Inner) -> usize {
+    if inner.send_batch.get() == Some(true) {
+        MAX_SEND_BATCH
+    } else {
+        1
     }
 }
 
@@ -258,41 +275,61 @@ fn request_of(message: &OutgoingMessage) -> Result<SendMessage, StoreError> {
     })
 }
 
+/// What a request's answer means: each message's next state, what the flusher does next,
+/// and the rooms where a message was stored (their receipts may move it on at once).
+struct Outcome<'a> {
+    moves: Vec<(&'a OutgoingMessage, MessageState)>,
+    next: Next,
+    stored_in: Vec<RoomId>,
+}
+
+impl<'a> Outcome<'a> {
+    /// Every message goes back to `Queued`, to be sent again.
+    fn requeue(messages: &'a [OutgoingMessage], next: Next) -> Self {
+        Self {
+            moves: messages.iter().map(|m| (m, MessageState::Queued)).collect(),
+            next,
+            stored_in: Vec::new(),
+        }
+    }
+}
+
 /// `message:send` of one message, and what its answer means.
-async fn send_one(
-    inner: &Arc<Inner>,
+async fn send_one<'a>(
+    inner: &Inner,
     conn: &dyn Connection,
-    message: &OutgoingMessage,
-) -> Result<Next, StoreError> {
+    message: &'a OutgoingMessage,
+) -> Result<Outcome<'a>, StoreError> {
     let payload = serde_json::to_value(request_of(message)?)
         .map_err(|err| StoreError::Corrupt(err.to_string()))?;
     let answer = match conn.request(names::MESSAGE_SEND, payload).await {
         Ok(ack) => ack,
         Err(err) => {
             tracing::debug!(error = %err, client_id = %message.client_id, "send not acked");
-            transition(inner, message, MessageState::Queued, None).await?;
-            return Ok(Next::Stop);
+            return Ok(Outcome::requeue(std::slice::from_ref(message), Next::Stop));
         }
     };
-    match chat_protocol::decode_ack::<SendResult>(answer) {
-        Ok(result) => {
-            transitions::record_sent(inner, message, sent(&result)).await?;
-            receipts::refresh_room(inner, &message.room).await?;
-            Ok(Next::Go)
-        }
+    Ok(match chat_protocol::decode_ack::<SendResult>(answer) {
+        Ok(result) => Outcome {
+            moves: vec![(message, sent(&result))],
+            next: Next::Go,
+            stored_in: vec![message.room.clone()],
+        },
         Err(AckError::Refused(error)) => {
             let (state, next) = refused(inner, conn, error);
-            transition(inner, message, state, None).await?;
-            Ok(next)
+            Outcome {
+                moves: vec![(message, state)],
+                next,
+                stored_in: Vec::new(),
+            }
         }
         Err(AckError::Malformed(text)) => {
             // An answer we cannot read: the link is suspect. Resend on a fresh one.
             tracing::warn!(%text, "malformed message:send ack");
-            transition(inner, message, MessageState::Queued, None).await?;
             conn.close("malformed ack");
-            Ok(Next::Stop)
+            Outcome::requeue(std::slice::from_ref(message), Next::Stop)
         }
-    }
+    })
 }
 
 /// `message:send_batch` of several messages, in queue order, and what its answers mean.
@@ -300,22 +337,16 @@ async fn send_one(
 /// The answers cover a prefix of the batch (docs/protocol.md): a message past the last
 /// answer was not stored and goes back to `Queued`, to be sent again after the ones before
 /// it, so a room's messages are still stored in the order they were queued.
-async fn send_batch(
-    inner: &Arc<Inner>,
+async fn send_batch<'a>(
+    inner: &Inner,
     conn: &dyn Connection,
-    messages: &[OutgoingMessage],
-) -> Result<Next, StoreError> {
+    messages: &'a [OutgoingMessage],
+) -> Result<Outcome<'a>, StoreError> {
     let batch = SendBatch {
         messages: messages.iter().map(request_of).collect::<Result<_, _>>()?,
     };
     let payload =
         serde_json::to_value(batch).map_err(|err| StoreError::Corrupt(err.to_string()))?;
-    let requeue_all = || {
-        transitions::record_all(
-            inner,
-            messages.iter().map(|m| (m, MessageState::Queued)).collect(),
-        )
-    };
     let answer = match conn.request(names::MESSAGE_SEND_BATCH, payload).await {
         Ok(ack) => ack,
         Err(err) => {
@@ -323,8 +354,7 @@ async fn send_batch(
             // Maybe this server never answers it (it was replaced by one without the
             // extension): send one by one until an answer says again.
             inner.send_batch.forget();
-            requeue_all().await?;
-            return Ok(Next::Stop);
+            return Ok(Outcome::requeue(messages, Next::Stop));
         }
     };
     let answers = match chat_protocol::decode_ack::<SendBatchResult>(answer) {
@@ -333,13 +363,11 @@ async fn send_batch(
         }
         Ok(_) | Err(AckError::Malformed(_)) => {
             tracing::warn!("malformed message:send_batch ack");
-            requeue_all().await?;
             conn.close("malformed ack");
-            return Ok(Next::Stop);
+            return Ok(Outcome::requeue(messages, Next::Stop));
         }
         Err(AckError::Refused(error)) => {
-            requeue_all().await?;
-            return Ok(if error.code.is_retryable() {
+            let next = if error.code.is_retryable() {
                 refused(inner, conn, error).1
             } else {
                 // A refusal of the request as a whole, not of one message: send them one by
@@ -347,40 +375,39 @@ async fn send_batch(
                 tracing::warn!(code = %error.code, message = %error.message, "message:send_batch refused; sending one by one");
                 inner.send_batch.set(false);
                 Next::Go
-            });
+            };
+            return Ok(Outcome::requeue(messages, next));
         }
     };
-    let mut moves = Vec::with_capacity(messages.len());
-    let mut next = Next::Go;
-    let mut rooms = Vec::new();
+    let mut outcome = Outcome {
+        moves: Vec::with_capacity(messages.len()),
+        next: Next::Go,
+        stored_in: Vec::new(),
+    };
     let answered = answers.len();
-    for (message, SendOutcome(outcome)) in messages.iter().zip(answers) {
-        match outcome {
+    for (message, SendOutcome(answer)) in messages.iter().zip(answers) {
+        match answer {
             Ok(result) => {
-                if !rooms.contains(&message.room) {
-                    rooms.push(message.room.clone());
+                if !outcome.stored_in.contains(&message.room) {
+                    outcome.stored_in.push(message.room.clone());
                 }
-                moves.push((message, sent(&result)));
+                outcome.moves.push((message, sent(&result)));
             }
             Err(error) => {
                 let (state, then) = refused(inner, conn, error);
-                if next == Next::Go {
-                    next = then;
+                if outcome.next == Next::Go {
+                    outcome.next = then;
                 }
-                moves.push((message, state));
+                outcome.moves.push((message, state));
             }
         }
     }
-    moves.extend(
+    outcome.moves.extend(
         messages[answered..]
             .iter()
             .map(|m| (m, MessageState::Queued)),
     );
-    transitions::record_all(inner, moves).await?;
-    for room in &rooms {
-        receipts::refresh_room(inner, room).await?;
-    }
-    Ok(next)
+    Ok(outcome)
 }
 
 fn sent(result: &SendResult) -> MessageState {

@@ -15,7 +15,7 @@ use chat_protocol::{ClientId, RoomId};
 use crate::client::shared::{lock, Inner};
 use crate::error::StoreError;
 use crate::receive::ChatEvent;
-use crate::store::{Claimed, Durable, Pending, Pick, Store};
+use crate::store::{ClaimNext, Claimed, Durable, Pending, Pick, Store};
 use crate::{MessageState, OutgoingMessage};
 
 /// Tells the application (and the message's watchers) that `client_id` is now in `state`.
@@ -55,39 +55,6 @@ pub(crate) fn queue(
         .start_durable()
 }
 
-/// Moves a message to `state` (recording its attempt count when given). Answers false if
-/// the message is no longer in the outbox: then nothing is announced.
-pub(crate) async fn record(
-    inner: &Inner,
-    message: &OutgoingMessage,
-    state: MessageState,
-    attempts: Option<u32>,
-) -> Result<bool, StoreError> {
-    let (shared, client_id, room) = (inner.weak(), message.client_id, message.room.clone());
-    let announced = state.clone();
-    inner
-        .store
-        .set_state(client_id, state, attempts)
-        .then(move |present| {
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            if *present {
-                announce(&shared, client_id, &room, announced);
-            }
-        })
-        .await
-}
-
-/// Records that the server stored a message (`Sent`), and starts following its receipts.
-pub(crate) async fn record_sent(
-    inner: &Inner,
-    message: &OutgoingMessage,
-    sent: MessageState,
-) -> Result<(), StoreError> {
-    record_all(inner, vec![(message, sent)]).await
-}
-
 /// Takes the head of the queue for the next request in one change (see
 /// [`Store::claim_head`]): the messages `pick` fails become `Failed`, those it sends
 /// `Sending` with their next attempt, each announced. One discarded or expired since it
@@ -102,12 +69,8 @@ pub(crate) async fn claim(
         .store
         .claim_head(limit, pick)
         .then(move |claimed| {
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            for message in claimed.failed.iter().chain(&claimed.sending) {
-                let state = message.state.clone();
-                announce(&shared, message.client_id, &message.room, state);
+            if let Some(shared) = shared.upgrade() {
+                announce_claimed(&shared, claimed);
             }
         })
         .await
@@ -122,6 +85,16 @@ pub(crate) async fn record_all(
     if moves.is_empty() {
         return Ok(());
     }
+    settle_and_claim(inner, moves, None).await.map(drop)
+}
+
+/// [`record_all`], then (when `claim` gives its limit and pick) [`claim`], in one store
+/// call: a request's outcome and the head of the queue for the next request.
+pub(crate) async fn settle_and_claim(
+    inner: &Inner,
+    moves: Vec<(&OutgoingMessage, MessageState)>,
+    claim: Option<ClaimNext>,
+) -> Result<Option<Claimed>, StoreError> {
     let changes: Vec<(ClientId, MessageState)> = moves
         .iter()
         .map(|(message, state)| (message.client_id, state.clone()))
@@ -131,10 +104,10 @@ pub(crate) async fn record_all(
         .map(|(message, state)| (message.room.clone(), message.client_id, state))
         .collect();
     let shared = inner.weak();
-    inner
+    let (_, claimed) = inner
         .store
-        .set_states(changes)
-        .then(move |present| {
+        .settle_and_claim(changes, claim)
+        .then(move |(present, claimed)| {
             let Some(shared) = shared.upgrade() else {
                 return;
             };
@@ -146,9 +119,20 @@ pub(crate) async fn record_all(
                     announce(&shared, client_id, &room, state);
                 }
             }
+            if let Some(claimed) = claimed {
+                announce_claimed(&shared, claimed);
+            }
         })
-        .await
-        .map(drop)
+        .await?;
+    Ok(claimed)
+}
+
+/// Announces what a claim of the head of the queue changed.
+fn announce_claimed(inner: &Inner, claimed: &Claimed) {
+    for message in claimed.failed.iter().chain(&claimed.sending) {
+        let state = message.state.clone();
+        announce(inner, message.client_id, &message.room, state);
+    }
 }
 
 /// Moves several acknowledged messages of `room` on (a receipt moves a run at once), in

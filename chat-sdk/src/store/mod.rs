@@ -40,7 +40,7 @@ mod schema;
 mod worker;
 
 use durability::{Durability, WriteAheadLog};
-pub(crate) use outbox_rows::{Claimed, Pick};
+pub(crate) use outbox_rows::{ClaimNext, Claimed, Pick};
 use owner_lock::OwnerLock;
 pub(crate) use reply::Pending;
 use worker::{Access, Executor};

@@ -80,37 +80,9 @@ impl Store {
     pub(crate) fn claim_head(
         &self,
         limit: usize,
-        mut pick: impl FnMut(&OutgoingMessage) -> Pick + Send + 'static,
+        pick: impl FnMut(&OutgoingMessage) -> Pick + Send + 'static,
     ) -> Call<'_, Claimed> {
-        self.write(move |conn| {
-            let head = pending_head(conn, limit)?;
-            let mut claimed = Claimed {
-                empty: head.is_empty(),
-                ..Claimed::default()
-            };
-            for mut message in head {
-                match pick(&message) {
-                    Pick::Fail(state) => {
-                        if set_state(conn, message.client_id, &state, None)? {
-                            message.state = state;
-                            claimed.failed.push(message);
-                        }
-                    }
-                    Pick::Send => {
-                        message.attempts = message.attempts.saturating_add(1);
-                        message.state = MessageState::Sending {
-                            attempt: message.attempts,
-                        };
-                        let attempts = Some(message.attempts);
-                        if set_state(conn, message.client_id, &message.state, attempts)? {
-                            claimed.sending.push(message);
-                        }
-                    }
-                    Pick::Stop => break,
-                }
-            }
-            Ok(claimed)
-        })
+        self.write(move |conn| claim_head(conn, limit, pick))
     }
 
     /// One message.
@@ -156,28 +128,30 @@ impl Store {
     /// once). Messages no longer in the outbox are skipped; the answer says, for each
     /// change, whether its message was there.
     pub(crate) fn set_states(&self, changes: Vec<(ClientId, MessageState)>) -> Call<'_, Vec<bool>> {
+        self.write(move |conn| set_states(conn, &changes))
+    }
+
+    /// [`Store::set_states`], then (when `claim` says how) [`Store::claim_head`], in one
+    /// call: the outcome of a request and the head of the queue for the next one.
+    pub(crate) fn settle_and_claim(
+        &self,
+        changes: Vec<(ClientId, MessageState)>,
+        claim: Option<ClaimNext>,
+    ) -> Call<'_, (Vec<bool>, Option<Claimed>)> {
         self.write(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1",
-            )?;
-            let mut changed = Vec::with_capacity(changes.len());
-            for (id, state) in &changes {
-                let json = serde_json::to_string(state).map_err(corrupt)?;
-                let rows = stmt.execute(params![
-                    id.to_string(),
-                    state.name(),
-                    json,
-                    state.seq().map(seq_to_sql)
-                ])?;
-                changed.push(rows > 0);
-            }
-            Ok(changed)
+            let present = set_states(conn, &changes)?;
+            let claimed = match claim {
+                Some((limit, pick)) => Some(claim_head(conn, limit, pick)?),
+                None => None,
+            };
+            Ok((present, claimed))
         })
     }
 
     /// Sets a message's state (and attempt count, when given). Answers false if the message
     /// is not in the outbox. With an attempt count (the flusher handing it to the server)
     /// only a message still to send is changed.
+    #[cfg(test)]
     pub(crate) fn set_state(
         &self,
         id: ClientId,
@@ -287,6 +261,10 @@ pub(crate) enum Pick {
     Stop,
 }
 
+/// How to take the head of the queue in [`Store::settle_and_claim`]: at most this many
+/// messages, each as the pick says.
+pub(crate) type ClaimNext = (usize, Box<dyn FnMut(&OutgoingMessage) -> Pick + Send>);
+
 /// What [`Store::claim_head`] did.
 #[derive(Debug, Default)]
 pub(crate) struct Claimed {
@@ -296,6 +274,60 @@ pub(crate) struct Claimed {
     pub(crate) failed: Vec<OutgoingMessage>,
     /// The messages it handed to the server, in queue order, as they now are.
     pub(crate) sending: Vec<OutgoingMessage>,
+}
+
+fn set_states(
+    conn: &rusqlite::Connection,
+    changes: &[(ClientId, MessageState)],
+) -> Result<Vec<bool>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1")?;
+    let mut changed = Vec::with_capacity(changes.len());
+    for (id, state) in changes {
+        let json = serde_json::to_string(state).map_err(corrupt)?;
+        let rows = stmt.execute(params![
+            id.to_string(),
+            state.name(),
+            json,
+            state.seq().map(seq_to_sql)
+        ])?;
+        changed.push(rows > 0);
+    }
+    Ok(changed)
+}
+
+fn claim_head(
+    conn: &rusqlite::Connection,
+    limit: usize,
+    mut pick: impl FnMut(&OutgoingMessage) -> Pick,
+) -> Result<Claimed, StoreError> {
+    let head = pending_head(conn, limit)?;
+    let mut claimed = Claimed {
+        empty: head.is_empty(),
+        ..Claimed::default()
+    };
+    for mut message in head {
+        match pick(&message) {
+            Pick::Fail(state) => {
+                if set_state(conn, message.client_id, &state, None)? {
+                    message.state = state;
+                    claimed.failed.push(message);
+                }
+            }
+            Pick::Send => {
+                message.attempts = message.attempts.saturating_add(1);
+                message.state = MessageState::Sending {
+                    attempt: message.attempts,
+                };
+                let attempts = Some(message.attempts);
+                if set_state(conn, message.client_id, &message.state, attempts)? {
+                    claimed.sending.push(message);
+                }
+            }
+            Pick::Stop => break,
+        }
+    }
+    Ok(claimed)
 }
 
 fn pending_head(
