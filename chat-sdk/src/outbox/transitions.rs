@@ -146,7 +146,7 @@ pub(crate) fn record_receipts(inner: &Inner, room: &RoomId, moves: Vec<(ClientId
     let (shared, room, announced) = (inner.weak(), room.clone(), moves.clone());
     inner
         .store
-        .set_states(moves)
+        .advance_receipts(moves)
         .then(move |present| {
             let Some(shared) = shared.upgrade() else {
                 return;
@@ -242,26 +242,20 @@ pub(crate) async fn remove(
 
 /// Forgets every acknowledged message; answers how many. Their watchers see them leave.
 pub(crate) async fn prune(store: &Store, inner: Option<&Inner>) -> Result<usize, StoreError> {
-    let Some(inner) = inner else {
-        return store.prune_acknowledged().await;
-    };
-    let mut pruned = Vec::new();
-    forget_receipts(inner, |id| {
-        pruned.push(id);
-        true
-    });
-    let shared = inner.weak();
-    store
+    let shared = inner.map(Inner::weak);
+    let pruned = store
         .prune_acknowledged()
-        .then(move |_| {
-            let Some(shared) = shared.upgrade() else {
+        .then(move |pruned| {
+            let Some(inner) = shared.and_then(|w| w.upgrade()) else {
                 return;
             };
+            forget_receipts(&inner, |id| pruned.contains(&id));
             for id in pruned {
-                shared.watchers.notify(id, None);
+                inner.watchers.notify(*id, None);
             }
         })
-        .await
+        .await?;
+    Ok(pruned.len())
 }
 
 /// Drops the receipt bookkeeping of the messages `which` picks.

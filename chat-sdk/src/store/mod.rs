@@ -293,7 +293,10 @@ mod tests {
             .set_state(failed.client_id, MessageState::Failed { reason }, None)
             .wait()
             .expect("set");
-        assert_eq!(store.prune_acknowledged().wait().expect("prune"), 1);
+        assert_eq!(
+            store.prune_acknowledged().wait().expect("prune"),
+            [old.client_id]
+        );
         let (a, b) = (
             message("r", MessageState::Queued),
             message("r", MessageState::Queued),
@@ -305,6 +308,41 @@ mod tests {
         assert_eq!(next.client_id, a.client_id);
         assert_eq!(queue(&store), [failed.client_id, a.client_id, b.client_id]);
         assert_eq!(store.unsent_count().wait().expect("count"), 3);
+    }
+
+    #[test]
+    fn a_request_outcome_stands_when_the_next_head_cannot_be_read() {
+        let store = Store::in_memory().expect("store");
+        let (sent_one, unreadable) = (
+            message("r", MessageState::Sending { attempt: 1 }),
+            message("r", MessageState::Queued),
+        );
+        assert!(store.insert(sent_one.clone(), 10).wait().expect("insert"));
+        assert!(store.insert(unreadable.clone(), 10).wait().expect("insert"));
+        let id = unreadable.client_id.to_string();
+        store
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE outbox SET state = 'not json' WHERE client_id = ?1",
+                    params![id],
+                )?;
+                Ok(())
+            })
+            .wait()
+            .expect("spoil the row");
+        let sent = MessageState::Sent {
+            id: chat_protocol::MessageId("m1".into()),
+            seq: 1,
+        };
+        let pick: ClaimNext = (1, Box::new(|_: &OutgoingMessage| Pick::Send));
+        let (present, claimed) = store
+            .settle_and_claim(vec![(sent_one.client_id, sent.clone())], Some(pick))
+            .wait()
+            .expect("the outcome is recorded");
+        assert_eq!(present, [true]);
+        assert!(claimed.is_none(), "the unreadable head is not claimed");
+        let stored = store.get(sent_one.client_id).wait().expect("get");
+        assert_eq!(stored.map(|m| m.state), Some(sent));
     }
 
     #[test]

@@ -52,13 +52,48 @@ impl Store {
         })
     }
 
-    /// Removes every acknowledged message (sent, delivered, read); answers how many.
-    pub(crate) fn prune_acknowledged(&self) -> Call<'_, usize> {
+    /// Removes every acknowledged message (sent, delivered, read); answers which.
+    pub(crate) fn prune_acknowledged(&self) -> Call<'_, Vec<ClientId>> {
         self.write(|conn| {
-            Ok(conn.execute(
-                "DELETE FROM outbox WHERE kind IN ('sent', 'delivered', 'read')",
-                [],
-            )?)
+            let mut stmt = conn.prepare_cached(
+                "DELETE FROM outbox WHERE kind IN ('sent', 'delivered', 'read') RETURNING client_id",
+            )?;
+            let ids = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            let mut pruned = Vec::new();
+            for id in ids {
+                match id?.parse::<ClientId>() {
+                    Ok(id) => pruned.push(id),
+                    Err(_) => tracing::warn!("a pruned outbox row cannot be read"),
+                }
+            }
+            Ok(pruned)
+        })
+    }
+
+    /// Moves acknowledged messages on as receipts say (`Delivered` from `Sent`, `Read` from
+    /// `Sent` or `Delivered`), never back and never twice; answers, for each change, whether
+    /// it was made.
+    pub(crate) fn advance_receipts(
+        &self,
+        changes: Vec<(ClientId, MessageState)>,
+    ) -> Call<'_, Vec<bool>> {
+        self.write(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1
+                 AND (kind = 'sent' OR (kind = 'delivered' AND ?2 = 'read'))",
+            )?;
+            let mut changed = Vec::with_capacity(changes.len());
+            for (id, state) in &changes {
+                let json = serde_json::to_string(state).map_err(corrupt)?;
+                let rows = stmt.execute(params![
+                    id.to_string(),
+                    state.name(),
+                    json,
+                    state.seq().map(seq_to_sql)
+                ])?;
+                changed.push(rows > 0);
+            }
+            Ok(changed)
         })
     }
 
@@ -124,14 +159,8 @@ impl Store {
         })
     }
 
-    /// Sets the state of several messages as one change (a receipt moves a run of them at
-    /// once). Messages no longer in the outbox are skipped; the answer says, for each
-    /// change, whether its message was there.
-    pub(crate) fn set_states(&self, changes: Vec<(ClientId, MessageState)>) -> Call<'_, Vec<bool>> {
-        self.write(move |conn| set_states(conn, &changes))
-    }
-
-    /// [`Store::set_states`], then (when `claim` says how) [`Store::claim_head`], in one
+    /// Sets the state of several messages (a request's outcome; one no longer in the
+    /// outbox is skipped), then (when `claim` says how) [`Store::claim_head`], in one
     /// call: the outcome of a request and the head of the queue for the next one.
     pub(crate) fn settle_and_claim(
         &self,
@@ -140,11 +169,24 @@ impl Store {
     ) -> Call<'_, (Vec<bool>, Option<Claimed>)> {
         self.write(move |conn| {
             let present = set_states(conn, &changes)?;
-            let claimed = match claim {
-                Some((limit, pick)) => Some(claim_head(conn, limit, pick)?),
-                None => None,
+            let Some((limit, pick)) = claim else {
+                return Ok((present, None));
             };
-            Ok((present, claimed))
+            // The outcome stands whatever the claim meets (a row it cannot read): the claim
+            // is taken back alone, and the flusher's next claim of its own reports it.
+            conn.prepare_cached("SAVEPOINT claim")?.execute([])?;
+            match claim_head(conn, limit, pick) {
+                Ok(claimed) => {
+                    conn.prepare_cached("RELEASE claim")?.execute([])?;
+                    Ok((present, Some(claimed)))
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "the next head of the queue could not be taken");
+                    conn.prepare_cached("ROLLBACK TO claim")?.execute([])?;
+                    conn.prepare_cached("RELEASE claim")?.execute([])?;
+                    Ok((present, None))
+                }
+            }
         })
     }
 

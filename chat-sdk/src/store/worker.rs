@@ -388,7 +388,9 @@ fn run_batch(
         }
         return Ok(());
     }
-    exec(conn, "BEGIN")?;
+    // Immediate: the write lock from the start, so no read snapshot taken earlier in the
+    // batch can make a later write fail as stale.
+    exec(conn, "BEGIN IMMEDIATE")?;
     if let [job] = jobs {
         // Alone in its transaction, a job needs no savepoint: a failure takes it all back.
         job.run(conn, closed, false);
@@ -419,7 +421,7 @@ fn run_batch(
             jobs[index].rolled_back(&cause);
         }
         first = index + 1;
-        exec(conn, "BEGIN")?;
+        exec(conn, "BEGIN IMMEDIATE")?;
     }
     commit(conn)
 }
