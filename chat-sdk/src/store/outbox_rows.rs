@@ -77,24 +77,7 @@ impl Store {
         &self,
         changes: Vec<(ClientId, MessageState)>,
     ) -> Call<'_, Vec<bool>> {
-        self.write(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1
-                 AND (kind = 'sent' OR (kind = 'delivered' AND ?2 = 'read'))",
-            )?;
-            let mut changed = Vec::with_capacity(changes.len());
-            for (id, state) in &changes {
-                let json = serde_json::to_string(state).map_err(corrupt)?;
-                let rows = stmt.execute(params![
-                    id.to_string(),
-                    state.name(),
-                    json,
-                    state.seq().map(seq_to_sql)
-                ])?;
-                changed.push(rows > 0);
-            }
-            Ok(changed)
-        })
+        self.write(move |conn| set_states_where(conn, RECEIPT_MOVES, &changes))
     }
 
     /// The oldest message still to send (queued or sending), in queue order.
@@ -318,12 +301,27 @@ pub(crate) struct Claimed {
     pub(crate) sending: Vec<OutgoingMessage>,
 }
 
+/// Any change of state.
+const ANY_MOVE: &str = "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1";
+
+/// Receipts' changes only: forward, and once.
+const RECEIPT_MOVES: &str = "UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1
+     AND (kind = 'sent' OR (kind = 'delivered' AND ?2 = 'read'))";
+
 fn set_states(
     conn: &rusqlite::Connection,
     changes: &[(ClientId, MessageState)],
 ) -> Result<Vec<bool>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("UPDATE outbox SET kind = ?2, state = ?3, seq = ?4 WHERE client_id = ?1")?;
+    set_states_where(conn, ANY_MOVE, changes)
+}
+
+/// Runs `update` (parameters: id, kind, state, seq) for each change; says which changed.
+fn set_states_where(
+    conn: &rusqlite::Connection,
+    update: &str,
+    changes: &[(ClientId, MessageState)],
+) -> Result<Vec<bool>, StoreError> {
+    let mut stmt = conn.prepare_cached(update)?;
     let mut changed = Vec::with_capacity(changes.len());
     for (id, state) in changes {
         let json = serde_json::to_string(state).map_err(corrupt)?;
