@@ -55,7 +55,9 @@ type Then<R> = Box<dyn FnOnce(&R) + Send>;
 pub(super) trait Job: Send {
     /// Runs the job's work inside the batch's open transaction (in a savepoint of its own
     /// when `savepoint`, so a failure takes back its own changes only).
-    fn run(&mut self, conn: &Connection, closed: &AtomicBool, savepoint: bool);
+    /// Answers false when its savepoint could not be ended: the transaction may hold part
+    /// of its changes, and must be taken back whole.
+    fn run(&mut self, conn: &Connection, closed: &AtomicBool, savepoint: bool) -> bool;
     /// Whether it may write.
     fn writes(&self) -> bool;
     /// Its work's error, if it failed.
@@ -93,31 +95,35 @@ enum Reply<R> {
 }
 
 impl<R: Send + 'static> Job for Queued<R> {
-    fn run(&mut self, conn: &Connection, closed: &AtomicBool, savepoint: bool) {
+    fn run(&mut self, conn: &Connection, closed: &AtomicBool, savepoint: bool) -> bool {
         let Some(work) = self.work.take() else {
-            return;
+            return true;
         };
         if self.access == Access::Write && closed.load(Ordering::Acquire) {
             self.result = Some(Err(StoreError::Closed));
-            return;
+            return true;
         }
         if !savepoint || self.access == Access::Read {
-            self.result = Some(work(conn));
-            return;
+            self.result = Some(guarded(|| work(conn)));
+            return true;
         }
         if let Err(err) = exec(conn, "SAVEPOINT job") {
             self.result = Some(Err(err.into()));
-            return;
+            return true;
         }
-        let result = work(conn);
+        let result = guarded(|| work(conn));
         let ended = match &result {
             Ok(_) => exec(conn, "RELEASE job"),
             Err(_) => exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job")),
         };
+        // With the transaction gone (SQLite took it back), there is no savepoint to end:
+        // the batch sees that and fails every job of it.
+        let consistent = ended.is_ok() || conn.is_autocommit();
         self.result = Some(match ended {
             Err(err) if result.is_ok() => Err(err.into()),
             _ => result,
         });
+        consistent
     }
 
     fn writes(&self) -> bool {
@@ -136,7 +142,10 @@ impl<R: Send + 'static> Job for Queued<R> {
 
     fn committed(&mut self) {
         if let (Some(Ok(value)), Some(then)) = (&self.result, self.then.take()) {
-            then(value);
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| then(value)));
+            if ran.is_err() {
+                tracing::error!("an announcement of the outbox panicked; the store goes on");
+            }
         }
     }
 
@@ -161,6 +170,12 @@ impl<R: Send + 'static> Job for Queued<R> {
             }
         }
     }
+}
+
+/// Runs a job's work; a panic in it fails the job instead of ending the store's thread.
+fn guarded<R>(work: impl FnOnce() -> Result<R, StoreError>) -> Result<R, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        .unwrap_or_else(|_| Err(StoreError::Corrupt("a store call panicked".into())))
 }
 
 /// The same error once more, for each job of a batch whose commit (or fsync) failed.
@@ -404,7 +419,22 @@ fn run_batch(
     }
     let mut first = 0;
     for index in 0..jobs.len() {
-        jobs[index].run(conn, closed, true);
+        if !jobs[index].run(conn, closed, true) {
+            // Its savepoint could not be ended: nothing of this transaction can be trusted.
+            let cause = jobs[index]
+                .error()
+                .map(again)
+                .unwrap_or_else(|| StoreError::Corrupt("a savepoint could not end".into()));
+            if !conn.is_autocommit() {
+                exec(conn, "ROLLBACK")?;
+            }
+            for job in &mut jobs[first..index] {
+                job.rolled_back(&cause);
+            }
+            first = index + 1;
+            exec(conn, "BEGIN IMMEDIATE")?;
+            continue;
+        }
         if !conn.is_autocommit() {
             continue;
         }
@@ -706,6 +736,29 @@ mod tests {
             .wait()
             .expect("a later change goes in a new transaction");
         assert!(kept.contains(&"after".to_owned()), "{kept:?}");
+    }
+
+    #[test]
+    fn a_call_that_panics_fails_alone_and_the_store_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.db")).expect("open");
+        let panicking = Call::new(&store.executor, Access::Write, |_| -> Result<(), _> {
+            panic!("a bug in a store call")
+        })
+        .start();
+        let announced = Arc::new(AtomicBool::new(false));
+        let seen = announced.clone();
+        let panicking_then = insert(&store, "a")
+            .then(|()| panic!("a bug in an announcement"))
+            .start();
+        let after = insert(&store, "b")
+            .then(move |()| seen.store(true, Ordering::Release))
+            .start();
+        assert!(matches!(panicking.wait(), Err(StoreError::Corrupt(_))));
+        panicking_then.wait().expect("its change was committed");
+        after.wait().expect("the store still answers");
+        assert!(announced.load(Ordering::Acquire));
+        assert_eq!(rooms(&store), ["a", "b"]);
     }
 
     #[test]
