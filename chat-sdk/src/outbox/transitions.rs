@@ -10,6 +10,8 @@
 //! is ever missing from the store, and the flusher, the receipts, the handles and the
 //! [`Outbox`](crate::Outbox) never disagree about what a message went through.
 
+use std::sync::Arc;
+
 use chat_protocol::{ClientId, RoomId};
 
 use crate::client::shared::{lock, Inner};
@@ -38,20 +40,17 @@ pub(crate) fn queue(
     message: &OutgoingMessage,
     capacity: usize,
 ) -> Pending<Durable<bool>> {
-    let (announced, shared) = (message.clone(), inner.weak());
+    let announced = message.clone();
     inner
         .store
         .insert(message.clone(), capacity)
-        .then(move |inserted| {
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
+        .then(with_client(Some(inner), move |inner, inserted| {
             if *inserted {
                 // A new message has no watchers yet: its handle is made from the answer.
-                shared.emit(ChatEvent::Queued(announced));
-                crate::outbox::flusher::trigger(&shared);
+                inner.emit(ChatEvent::Queued(announced));
+                crate::outbox::flusher::trigger(inner);
             }
-        })
+        }))
         .start_durable()
 }
 
@@ -64,15 +63,12 @@ pub(crate) async fn claim(
     limit: usize,
     pick: impl FnMut(&OutgoingMessage) -> Pick + Send + 'static,
 ) -> Result<Claimed, StoreError> {
-    let shared = inner.weak();
     inner
         .store
         .claim_head(limit, pick)
-        .then(move |claimed| {
-            if let Some(shared) = shared.upgrade() {
-                announce_claimed(&shared, claimed);
-            }
-        })
+        .then(with_client(Some(inner), |inner, claimed| {
+            announce_claimed(inner, claimed);
+        }))
         .await
 }
 
@@ -103,28 +99,52 @@ pub(crate) async fn settle_and_claim(
         .into_iter()
         .map(|(message, state)| (message.room.clone(), message.client_id, state))
         .collect();
-    let shared = inner.weak();
     let (_, claimed) = inner
         .store
         .settle_and_claim(changes, claim)
-        .then(move |(present, claimed)| {
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            for ((room, client_id, state), present) in announced.into_iter().zip(present) {
-                if *present {
-                    if matches!(state, MessageState::Sent { .. }) {
-                        crate::outbox::receipts::track(&shared, &room, client_id, &state);
-                    }
-                    announce(&shared, client_id, &room, state);
+        .then(with_client(
+            Some(inner),
+            move |inner, settled: &(Vec<bool>, _)| {
+                let (present, claimed) = settled;
+                announce_present(inner, announced, present);
+                if let Some(claimed) = claimed {
+                    announce_claimed(inner, claimed);
                 }
-            }
-            if let Some(claimed) = claimed {
-                announce_claimed(&shared, claimed);
-            }
-        })
+            },
+        ))
         .await?;
     Ok(claimed)
+}
+
+/// A `then` that runs `f` with the client, if it is still there once the change is
+/// committed (the store's thread does not keep it alive).
+fn with_client<R>(
+    inner: Option<&Inner>,
+    f: impl FnOnce(&Arc<Inner>, &R) + Send + 'static,
+) -> impl FnOnce(&R) + Send + 'static {
+    let client = inner.map(Inner::weak);
+    move |value| {
+        if let Some(inner) = client.and_then(|client| client.upgrade()) {
+            f(&inner, value);
+        }
+    }
+}
+
+/// Announces each change whose message was still in the outbox; one that is now `Sent`
+/// starts being followed for receipts.
+fn announce_present(
+    inner: &Inner,
+    changes: Vec<(RoomId, ClientId, MessageState)>,
+    present: &[bool],
+) {
+    for ((room, client_id, state), present) in changes.into_iter().zip(present) {
+        if *present {
+            if matches!(state, MessageState::Sent { .. }) {
+                crate::outbox::receipts::track(inner, &room, client_id, &state);
+            }
+            announce(inner, client_id, &room, state);
+        }
+    }
 }
 
 /// Announces what a claim of the head of the queue changed.
@@ -143,20 +163,19 @@ pub(crate) fn record_receipts(inner: &Inner, room: &RoomId, moves: Vec<(ClientId
     if moves.is_empty() {
         return;
     }
-    let (shared, room, announced) = (inner.weak(), room.clone(), moves.clone());
+    let announced = moves
+        .iter()
+        .map(|(client_id, state)| (room.clone(), *client_id, state.clone()))
+        .collect();
     inner
         .store
         .advance_receipts(moves)
-        .then(move |present| {
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            for ((client_id, state), present) in announced.into_iter().zip(present) {
-                if *present {
-                    announce(&shared, client_id, &room, state);
-                }
-            }
-        })
+        .then(with_client(
+            Some(inner),
+            move |inner, present: &Vec<bool>| {
+                announce_present(inner, announced, present);
+            },
+        ))
         .detach("the receipts of sent messages");
 }
 
@@ -165,19 +184,15 @@ pub(crate) fn record_receipts(inner: &Inner, room: &RoomId, moves: Vec<(ClientId
 pub(crate) async fn expire(inner: &Inner, ttl: std::time::Duration) -> Result<(), StoreError> {
     let cutoff = crate::outbox::flusher::now_ms()
         .saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-    let shared = inner.weak();
     inner
         .store
         .expire_unattempted(cutoff)
-        .then(move |expired| {
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
+        .then(with_client(Some(inner), |inner, expired: &Vec<_>| {
             for (client_id, room) in expired {
                 let reason = crate::FailureReason::Expired;
-                announce(&shared, *client_id, room, MessageState::Failed { reason });
+                announce(inner, *client_id, room, MessageState::Failed { reason });
             }
-        })
+        }))
         .await
         .map(drop)
 }
@@ -209,14 +224,16 @@ pub(crate) async fn requeue(
     inner: Option<&Inner>,
     id: ClientId,
 ) -> Result<Repair, StoreError> {
-    let shared = inner.map(Inner::weak);
     let requeued = store
         .requeue_failed(id, crate::outbox::flusher::now_ms())
-        .then(move |requeued| {
-            if let (Ok(message), Some(inner)) = (requeued, shared.and_then(|w| w.upgrade())) {
-                announce(&inner, id, &message.room, MessageState::Queued);
-            }
-        })
+        .then(with_client(
+            inner,
+            move |inner, requeued: &Result<OutgoingMessage, _>| {
+                if let Ok(message) = requeued {
+                    announce(inner, id, &message.room, MessageState::Queued);
+                }
+            },
+        ))
         .await?;
     Ok(requeued.map_or_else(Repair::from, |_| Repair::Done))
 }
@@ -227,33 +244,28 @@ pub(crate) async fn remove(
     inner: Option<&Inner>,
     id: ClientId,
 ) -> Result<Repair, StoreError> {
-    let shared = inner.map(Inner::weak);
     let removed = store
         .delete_unless_sending(id)
-        .then(move |removed| {
-            if let (Ok(()), Some(inner)) = (removed, shared.and_then(|w| w.upgrade())) {
-                forget_receipts(&inner, |waiting| waiting == id);
+        .then(with_client(inner, move |inner, removed: &Result<(), _>| {
+            if removed.is_ok() {
+                forget_receipts(inner, |waiting| waiting == id);
                 inner.watchers.notify(id, None);
             }
-        })
+        }))
         .await?;
     Ok(removed.map_or_else(Repair::from, |()| Repair::Done))
 }
 
 /// Forgets every acknowledged message; answers how many. Their watchers see them leave.
 pub(crate) async fn prune(store: &Store, inner: Option<&Inner>) -> Result<usize, StoreError> {
-    let shared = inner.map(Inner::weak);
     let pruned = store
         .prune_acknowledged()
-        .then(move |pruned| {
-            let Some(inner) = shared.and_then(|w| w.upgrade()) else {
-                return;
-            };
-            forget_receipts(&inner, |id| pruned.contains(&id));
+        .then(with_client(inner, |inner, pruned: &Vec<ClientId>| {
+            forget_receipts(inner, |id| pruned.contains(&id));
             for id in pruned {
                 inner.watchers.notify(*id, None);
             }
-        })
+        }))
         .await?;
     Ok(pruned.len())
 }
