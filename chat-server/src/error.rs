@@ -78,6 +78,15 @@ pub enum StoreError {
     /// The database reported an error.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error, or the connection to it failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection to PostgreSQL could be had in time.
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The store's settings are not usable (a malformed URL).
+    #[error("store configuration: {0}")]
+    Config(String),
     /// The database file is from a newer version of the server.
     #[error("database schema version {found} is newer than this server understands ({supported})")]
     SchemaTooNew {

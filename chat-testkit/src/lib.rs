@@ -9,13 +9,17 @@
 //! - [`Relay`] sits between clients and a server on loopback and can forward, reset (RST)
 //!   or blackhole (stop forwarding, silently) the connections through it, and carry them
 //!   over a shaped link ([`LinkShape`]: delay, jitter, a bandwidth cap, stalls).
+//! - [`PostgresDatabase`] and [`RedisServer`] are the engines of a multi-node deployment: a
+//!   fresh database per test, and a Redis the test can kill and restart.
 #![warn(missing_docs)]
 
+mod engines;
 mod relay;
 mod server;
 mod shape;
 mod tls;
 
+pub use engines::{PostgresDatabase, RedisServer};
 pub use relay::Relay;
 pub use server::TestServer;
 pub use shape::{LinkShape, LinkShapeError};

@@ -1,5 +1,5 @@
-//! Durable storage behind one trait, so SQLite (the default) and later PostgreSQL are
-//! interchangeable and pass the same conformance suite (`tests/store_conformance.rs`).
+//! Durable storage behind one trait, so SQLite (the default) and PostgreSQL (for several
+//! servers on one database) are interchangeable and pass the same conformance suite (`tests/store_conformance.rs`).
 //!
 //! Every method is one atomic operation. A message's `seq` is assigned in the same
 //! transaction that stores it, and an operation returns only after it is durably committed.
@@ -10,10 +10,22 @@ use chat_protocol::{Body, ClientId, Message, MessageId, RoomId, Seq, Timestamp, 
 
 use crate::error::StoreError;
 
+mod postgres;
+mod postgres_schema;
 mod schema;
 mod sqlite;
 
+pub use postgres::{listen, PostgresOptions, PostgresStore};
 pub use sqlite::{Feed, SqliteOptions, SqliteStore, FEED_CAPACITY};
+
+/// A room's newest `seq`, as another server committed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The room.
+    pub room: RoomId,
+    /// Its newest `seq`.
+    pub seq: Seq,
+}
 
 /// What `join` found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,8 +153,33 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn set_last_seen(&self, user: &UserId, ts: Timestamp) -> Result<(), StoreError>;
     /// `last_seen` of each user, in the order given.
     async fn last_seen(&self, users: &[UserId]) -> Result<Vec<Option<Timestamp>>, StoreError>;
+    /// Up to `limit` messages of `room` after `after_seq`, whoever asks: the fan-out's read,
+    /// to fill a gap in what it was told of.
+    async fn tail(&self, room: &RoomId, after_seq: Seq, limit: u32) -> Result<Page, StoreError>;
+    /// The newest `seq` of each room (0 for a room that does not exist), in the order given.
+    async fn heads(&self, rooms: &[RoomId]) -> Result<Vec<Seq>, StoreError>;
     /// Flushes and closes; later calls fail with [`StoreError::Closed`].
     async fn close(&self) -> Result<(), StoreError>;
+}
+
+/// Where `user`'s resume of a room starts: the position given, else its delivered watermark.
+pub(crate) fn resume_from(joined: &Joined, user: &UserId, position: Option<Seq>) -> Seq {
+    position.unwrap_or_else(|| {
+        joined
+            .watermarks
+            .iter()
+            .find(|w| &w.user == user)
+            .map_or(0, |w| w.delivered_seq)
+    })
+}
+
+/// The page of a room the resume's budget does not reach: no message, and whether any waits.
+pub(crate) fn unread_page(joined: &Joined, after: Seq) -> Page {
+    Page {
+        messages: Vec::new(),
+        last_seq: joined.last_seq,
+        has_more: joined.last_seq > after,
+    }
 }
 
 /// Builds a message id from its room and seq: unique, stable across restarts.

@@ -23,7 +23,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::{
-    message_id, schema, Appended, Joined, Membership, NewMessage, Page, Store, Watermarks,
+    message_id, resume_from, schema, unread_page, Appended, Joined, Membership, NewMessage, Page,
+    Store, Watermarks,
 };
 use crate::error::StoreError;
 
@@ -502,27 +503,17 @@ impl Store for SqliteStore {
         limit: u32,
         budget: usize,
     ) -> Result<Vec<(Joined, Page)>, StoreError> {
-        let user = user.to_string();
+        let user = user.clone();
         self.call(move |conn| {
             let mut budget = budget;
             let mut resumed = Vec::with_capacity(rooms.len());
-            for (room, after_seq) in rooms {
+            for (room, position) in rooms {
                 let room = room.to_string();
-                let joined = join_in(conn, &room, &user)?;
-                let after = after_seq.unwrap_or_else(|| {
-                    joined
-                        .watermarks
-                        .iter()
-                        .find(|w| w.user.as_str() == user)
-                        .map_or(0, |w| w.delivered_seq)
-                });
+                let joined = join_in(conn, &room, user.as_str())?;
+                let after = resume_from(&joined, &user, position);
                 let take = (limit as usize).min(budget);
                 let page = if take == 0 {
-                    Page {
-                        messages: Vec::new(),
-                        last_seq: joined.last_seq,
-                        has_more: joined.last_seq > after,
-                    }
+                    unread_page(&joined, after)
                 } else {
                     page_in(conn, &room, after, take as u32)?
                 };
@@ -666,6 +657,23 @@ impl Store for SqliteStore {
                 seen.push(ts.flatten());
             }
             Ok(seen)
+        })
+        .await
+    }
+
+    async fn tail(&self, room: &RoomId, after_seq: Seq, limit: u32) -> Result<Page, StoreError> {
+        let room = room.to_string();
+        self.call_lazy(move |conn| page_in(conn, &room, after_seq, limit))
+            .await
+    }
+
+    async fn heads(&self, rooms: &[RoomId]) -> Result<Vec<Seq>, StoreError> {
+        let rooms: Vec<String> = rooms.iter().map(ToString::to_string).collect();
+        self.call_lazy(move |conn| {
+            rooms
+                .iter()
+                .map(|room| last_seq(conn, room).map_err(StoreError::from))
+                .collect()
         })
         .await
     }

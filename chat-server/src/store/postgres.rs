@@ -1,0 +1,664 @@
+//! The PostgreSQL store, for several servers on one database.
+//!
+//! Every operation is one transaction on a pooled connection. A room's `seq` comes from a
+//! counter on its row, moved by the `UPDATE` of the transaction that inserts the message:
+//! the row lock makes concurrent appends to a room (from any server) take turns, and an
+//! aborted transaction takes its increment back with it, so `seq`s stay unique and gap-free
+//! — a PostgreSQL sequence would leave holes on abort. A transaction that appends to several
+//! rooms locks their rows in one sorted statement first, so two such batches cannot deadlock.
+//!
+//! Idempotency holds across servers: the unique `(sender, client_id)` index makes a resend
+//! that races its original on another server wait for it and then answer the original.
+//!
+//! Each transaction that stores messages also sends `NOTIFY chat_commits` with each room's
+//! newest `seq`; PostgreSQL delivers it on commit, so the other servers hear of new messages
+//! at once ([`listen`]). A notice is lost while a listener's connection is down: the fan-out
+//! also polls the heads of its rooms ([`Store::heads`]), so nothing waits on a notice.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chat_protocol::results::MemberWatermarks;
+use chat_protocol::{Body, ClientId, Message, RoomId, Seq, Timestamp, UserId};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+
+use super::{
+    message_id, postgres_schema, resume_from, unread_page, Appended, Feed, Head, Joined,
+    Membership, NewMessage, Page, Store, Watermarks,
+};
+use crate::error::StoreError;
+
+/// The channel commit notices travel on.
+const CHANNEL: &str = "chat_commits";
+
+/// How long a request waits for a pooled connection before it fails with `internal`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to open a [`PostgresStore`].
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// Connections in the pool.
+    pub pool_size: usize,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self { pool_size: 16 }
+    }
+}
+
+/// PostgreSQL-backed [`Store`].
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: Pool,
+    feed: Option<Feed>,
+    closed: AtomicBool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (a `postgres://` URL), migrates the schema and checks the database
+    /// answers: an unreachable database fails here. Every newly stored message is sent on
+    /// `feed` once committed, before its `append` returns.
+    pub async fn connect(
+        url: &str,
+        options: PostgresOptions,
+        feed: Option<Feed>,
+    ) -> Result<Self, StoreError> {
+        let pg_config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Config(format!("PostgreSQL URL: {e}")))?;
+        let manager = Manager::from_config(
+            pg_config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Config(format!("PostgreSQL pool: {e}")))?;
+        let mut client = pool.get().await?;
+        postgres_schema::migrate(&mut client).await?;
+        Ok(Self {
+            pool,
+            feed,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        Ok(self.pool.get().await?)
+    }
+
+    async fn publish(&self, messages: Vec<Message>) {
+        if let Some(feed) = &self.feed {
+            for message in messages {
+                let _ = feed.send(message).await;
+            }
+        }
+    }
+
+    async fn append_all(&self, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut rooms: Vec<String> = messages.iter().map(|m| m.room.to_string()).collect();
+        rooms.sort();
+        rooms.dedup();
+        if rooms.len() > 1 {
+            let lock = tx
+                .prepare_cached("SELECT id FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .await?;
+            tx.query(&lock, &[&rooms]).await?;
+        }
+        let mut appended = Vec::with_capacity(messages.len());
+        let mut heads: BTreeMap<String, i64> = BTreeMap::new();
+        for message in messages {
+            let outcome = append_in(&tx, message).await?;
+            if let Appended::Stored(stored) = &outcome {
+                heads.insert(stored.room.to_string(), stored.seq as i64);
+            }
+            appended.push(outcome);
+        }
+        if !heads.is_empty() {
+            let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
+            for (room, seq) in &heads {
+                tx.execute(&notify, &[&CHANNEL, &format!("{seq} {room}")])
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        let stored: Vec<Message> = appended
+            .iter()
+            .filter_map(|a| match a {
+                Appended::Stored(message) => Some(message.clone()),
+                _ => None,
+            })
+            .collect();
+        self.publish(stored).await;
+        Ok(appended)
+    }
+
+    async fn move_watermarks(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        up_to_seq: Seq,
+        read: bool,
+    ) -> Result<Membership<Watermarks>, StoreError> {
+        let (room, user) = (room.to_string(), user.to_string());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let current = tx
+            .prepare_cached(
+                "SELECT m.delivered_seq, m.read_seq, r.last_seq FROM members m
+                 JOIN rooms r ON r.id = m.room
+                 WHERE m.room = $1 AND m.user_id = $2 AND m.active FOR UPDATE OF m",
+            )
+            .await?;
+        let Some(row) = tx.query_opt(&current, &[&room, &user]).await? else {
+            return Ok(Membership::NotMember);
+        };
+        let (delivered, old_read, last) =
+            (to_seq(row.get(0)), to_seq(row.get(1)), to_seq(row.get(2)));
+        let target = up_to_seq.min(last);
+        let new_delivered = delivered.max(target);
+        let new_read = if read { old_read.max(target) } else { old_read };
+        let moved = new_delivered != delivered || new_read != old_read;
+        if moved {
+            let update = tx
+                .prepare_cached(
+                    "UPDATE members SET delivered_seq = $3, read_seq = $4
+                     WHERE room = $1 AND user_id = $2 AND active",
+                )
+                .await?;
+            tx.execute(
+                &update,
+                &[&room, &user, &(new_delivered as i64), &(new_read as i64)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Membership::Member(Watermarks {
+            delivered_seq: new_delivered,
+            read_seq: new_read,
+            moved,
+            read_moved_by: new_read - old_read,
+        }))
+    }
+}
+
+/// Listens for other servers' commits on `url` and sends each room's new head on `heads`
+/// until `heads` closes, reconnecting after a lost connection. After each (re)connect it
+/// sends `None`: notices may have been missed, and the reader should poll every room.
+pub async fn listen(url: String, heads: mpsc::Sender<Option<Head>>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match listen_once(&url, &heads).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "commit notices from PostgreSQL stopped; reconnecting");
+            }
+        }
+        if heads.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// One connection's worth of [`listen`]: `Ok` when `heads` closed, `Err` when the
+/// connection failed.
+async fn listen_once(url: &str, heads: &mpsc::Sender<Option<Head>>) -> Result<(), StoreError> {
+    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (notices, mut received) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(notice)) => {
+                    if notices.send(Ok(notice.payload().to_owned())).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = notices.send(Err(e));
+                    return;
+                }
+            }
+        }
+        let _ = notices.send(Ok(String::new()));
+    });
+    let outcome = async {
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        if heads.send(None).await.is_err() {
+            return Ok(());
+        }
+        while let Some(notice) = received.recv().await {
+            let payload = notice?;
+            if payload.is_empty() {
+                return Err(StoreError::Commit("the notice connection closed".into()));
+            }
+            let Some(head) = parse_notice(&payload) else {
+                tracing::warn!(payload, "unreadable commit notice");
+                continue;
+            };
+            if heads.send(Some(head)).await.is_err() {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Commit("the notice connection closed".into()))
+    }
+    .await;
+    driver.abort();
+    outcome
+}
+
+fn parse_notice(payload: &str) -> Option<Head> {
+    let (seq, room) = payload.split_once(' ')?;
+    Some(Head {
+        room: RoomId::new(room).ok()?,
+        seq: seq.parse().ok()?,
+    })
+}
+
+/// The value `read` takes from the row whose first column is each id, in the order of `ids`
+/// (`None` where no row has it).
+fn in_order_of<T: Clone>(
+    ids: &[&str],
+    rows: &[Row],
+    read: impl Fn(&Row) -> T,
+) -> impl Iterator<Item = Option<T>> {
+    let found: std::collections::HashMap<String, T> = rows
+        .iter()
+        .map(|row| (row.get::<_, String>(0), read(row)))
+        .collect();
+    ids.iter()
+        .map(|id| found.get(*id).cloned())
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+fn to_seq(value: i64) -> Seq {
+    Seq::try_from(value).unwrap_or(0)
+}
+
+fn to_sql_seq(value: Seq) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn parse<T, E: std::fmt::Display>(what: &str, value: Result<T, E>) -> Result<T, StoreError> {
+    value.map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Columns: room, seq, sender, client_id, body, ts, reply_to.
+const MESSAGE_COLUMNS: &str = "room, seq, sender, client_id, body, ts, reply_to";
+
+fn to_message(row: &Row) -> Result<Message, StoreError> {
+    let room = parse("room", RoomId::new(row.get::<_, String>(0)))?;
+    let seq = to_seq(row.get(1));
+    Ok(Message {
+        id: message_id(&room, seq),
+        room,
+        seq,
+        sender: parse("sender", UserId::new(row.get::<_, String>(2)))?,
+        client_id: parse("client_id", row.get::<_, String>(3).parse::<ClientId>())?,
+        body: parse(
+            "body",
+            Body::with_limit(row.get::<_, String>(4), usize::MAX),
+        )?,
+        ts: row.get(5),
+        reply_to: row.get::<_, Option<i64>>(6).map(to_seq),
+    })
+}
+
+async fn last_seq(tx: &Transaction<'_>, room: &str) -> Result<Seq, StoreError> {
+    let statement = tx
+        .prepare_cached("SELECT last_seq FROM rooms WHERE id = $1")
+        .await?;
+    Ok(tx
+        .query_opt(&statement, &[&room])
+        .await?
+        .map_or(0, |row| to_seq(row.get(0))))
+}
+
+async fn is_member_in(tx: &Transaction<'_>, room: &str, user: &str) -> Result<bool, StoreError> {
+    let statement = tx
+        .prepare_cached("SELECT 1 FROM members WHERE room = $1 AND user_id = $2 AND active")
+        .await?;
+    Ok(tx.query_opt(&statement, &[&room, &user]).await?.is_some())
+}
+
+async fn join_in(tx: &Transaction<'_>, room: &str, user: &str) -> Result<Joined, StoreError> {
+    let create = tx
+        .prepare_cached("INSERT INTO rooms (id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .await?;
+    tx.execute(&create, &[&room]).await?;
+    // A row comes back when the member was inserted or turned active again; the `WHERE`
+    // leaves an active member alone, and then no row comes back.
+    let enter = tx
+        .prepare_cached(
+            "INSERT INTO members (room, user_id) VALUES ($1, $2)
+             ON CONFLICT (room, user_id) DO UPDATE SET active = TRUE WHERE NOT members.active
+             RETURNING 1",
+        )
+        .await?;
+    let newly_joined = tx.query_opt(&enter, &[&room, &user]).await?.is_some();
+    let members = tx
+        .prepare_cached(
+            "SELECT user_id, delivered_seq, read_seq FROM members
+             WHERE room = $1 AND active ORDER BY user_id",
+        )
+        .await?;
+    let mut watermarks = Vec::new();
+    for row in tx.query(&members, &[&room]).await? {
+        watermarks.push(MemberWatermarks {
+            user: parse("member", UserId::new(row.get::<_, String>(0)))?,
+            delivered_seq: to_seq(row.get(1)),
+            read_seq: to_seq(row.get(2)),
+        });
+    }
+    Ok(Joined {
+        newly_joined,
+        last_seq: last_seq(tx, room).await?,
+        members: watermarks.iter().map(|w| w.user.clone()).collect(),
+        watermarks,
+    })
+}
+
+async fn page_in(
+    tx: &Transaction<'_>,
+    room: &str,
+    after_seq: Seq,
+    limit: u32,
+) -> Result<Page, StoreError> {
+    let statement = tx
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = $1 AND seq > $2
+             ORDER BY seq LIMIT $3"
+        ))
+        .await?;
+    let rows = tx
+        .query(
+            &statement,
+            &[&room, &to_sql_seq(after_seq), &(i64::from(limit) + 1)],
+        )
+        .await?;
+    let mut messages = Vec::with_capacity(rows.len());
+    for row in &rows {
+        messages.push(to_message(row)?);
+    }
+    let has_more = messages.len() > limit as usize;
+    messages.truncate(limit as usize);
+    Ok(Page {
+        messages,
+        last_seq: last_seq(tx, room).await?,
+        has_more,
+    })
+}
+
+async fn original(
+    tx: &Transaction<'_>,
+    sender: &str,
+    client_id: &str,
+) -> Result<Option<Message>, StoreError> {
+    let statement = tx
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender = $1 AND client_id = $2"
+        ))
+        .await?;
+    tx.query_opt(&statement, &[&sender, &client_id])
+        .await?
+        .as_ref()
+        .map(to_message)
+        .transpose()
+}
+
+/// Stores `message` with its room's next `seq` unless `(sender, client_id)` exists. The
+/// counter moves inside a savepoint, taken back when the insert finds that a concurrent
+/// transaction stored the same key first.
+async fn append_in(tx: &Transaction<'_>, message: NewMessage) -> Result<Appended, StoreError> {
+    let sender = message.sender.to_string();
+    let client_id = message.client_id.to_string();
+    if let Some(found) = original(tx, &sender, &client_id).await? {
+        return Ok(Appended::Duplicate(found));
+    }
+    let room = message.room.to_string();
+    if !is_member_in(tx, &room, &sender).await? {
+        return Ok(Appended::NotMember);
+    }
+    tx.batch_execute("SAVEPOINT append").await?;
+    let next = tx
+        .prepare_cached("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq")
+        .await?;
+    let seq: i64 = tx.query_one(&next, &[&room]).await?.get(0);
+    let insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (sender, client_id) DO NOTHING RETURNING seq"
+        ))
+        .await?;
+    let reply_to = message.reply_to.map(to_sql_seq);
+    let inserted = tx
+        .query_opt(
+            &insert,
+            &[
+                &room,
+                &seq,
+                &sender,
+                &client_id,
+                &message.body.as_str(),
+                &message.ts,
+                &reply_to,
+            ],
+        )
+        .await?;
+    if inserted.is_none() {
+        tx.batch_execute("ROLLBACK TO SAVEPOINT append; RELEASE SAVEPOINT append")
+            .await?;
+        return match original(tx, &sender, &client_id).await? {
+            Some(found) => Ok(Appended::Duplicate(found)),
+            None => Err(StoreError::Commit(
+                "an idempotency key conflicted but its message is gone".into(),
+            )),
+        };
+    }
+    tx.batch_execute("RELEASE SAVEPOINT append").await?;
+    Ok(Appended::Stored(Message {
+        id: message_id(&message.room, to_seq(seq)),
+        room: message.room,
+        seq: to_seq(seq),
+        client_id: message.client_id,
+        sender: message.sender,
+        body: message.body,
+        ts: message.ts,
+        reply_to: message.reply_to,
+    }))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn join(&self, room: &RoomId, user: &UserId) -> Result<Joined, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let joined = join_in(&tx, room.as_str(), user.as_str()).await?;
+        tx.commit().await?;
+        Ok(joined)
+    }
+
+    async fn resume(
+        &self,
+        user: &UserId,
+        rooms: Vec<(RoomId, Option<Seq>)>,
+        limit: u32,
+        budget: usize,
+    ) -> Result<Vec<(Joined, Page)>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut budget = budget;
+        let mut resumed = Vec::with_capacity(rooms.len());
+        for (room, position) in rooms {
+            let joined = join_in(&tx, room.as_str(), user.as_str()).await?;
+            let after = resume_from(&joined, user, position);
+            let take = (limit as usize).min(budget);
+            let page = if take == 0 {
+                unread_page(&joined, after)
+            } else {
+                page_in(&tx, room.as_str(), after, take as u32).await?
+            };
+            budget -= page.messages.len();
+            resumed.push((joined, page));
+        }
+        tx.commit().await?;
+        Ok(resumed)
+    }
+
+    async fn leave(&self, room: &RoomId, user: &UserId) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "UPDATE members SET active = FALSE WHERE room = $1 AND user_id = $2 AND active",
+            )
+            .await?;
+        let changed = client
+            .execute(&statement, &[&room.as_str(), &user.as_str()])
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn is_member(&self, room: &RoomId, user: &UserId) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let member = is_member_in(&tx, room.as_str(), user.as_str()).await?;
+        tx.commit().await?;
+        Ok(member)
+    }
+
+    async fn append(&self, message: NewMessage) -> Result<Appended, StoreError> {
+        let mut appended = self.append_all(vec![message]).await?;
+        appended
+            .pop()
+            .ok_or_else(|| StoreError::Commit("an append answered nothing".into()))
+    }
+
+    async fn append_batch(&self, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
+        self.append_all(messages).await
+    }
+
+    async fn sync(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        after_seq: Seq,
+        limit: u32,
+    ) -> Result<Membership<Page>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        if !is_member_in(&tx, room.as_str(), user.as_str()).await? {
+            return Ok(Membership::NotMember);
+        }
+        let page = page_in(&tx, room.as_str(), after_seq, limit).await?;
+        tx.commit().await?;
+        Ok(Membership::Member(page))
+    }
+
+    async fn mark_delivered(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        up_to_seq: Seq,
+    ) -> Result<Membership<Watermarks>, StoreError> {
+        self.move_watermarks(room, user, up_to_seq, false).await
+    }
+
+    async fn mark_read(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        up_to_seq: Seq,
+    ) -> Result<Membership<Watermarks>, StoreError> {
+        self.move_watermarks(room, user, up_to_seq, true).await
+    }
+
+    async fn rooms_of(&self, user: &UserId) -> Result<Vec<RoomId>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT room FROM members WHERE user_id = $1 AND active ORDER BY room")
+            .await?;
+        client
+            .query(&statement, &[&user.as_str()])
+            .await?
+            .iter()
+            .map(|row| parse("room", RoomId::new(row.get::<_, String>(0))))
+            .collect()
+    }
+
+    async fn set_last_seen(&self, user: &UserId, ts: Timestamp) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "INSERT INTO users (id, last_seen) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+            )
+            .await?;
+        client.execute(&statement, &[&user.as_str(), &ts]).await?;
+        Ok(())
+    }
+
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<Option<Timestamp>>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT id, last_seen FROM users WHERE id = ANY($1)")
+            .await?;
+        let rows = client.query(&statement, &[&ids]).await?;
+        Ok(in_order_of(&ids, &rows, |row| row.get::<_, Option<i64>>(1))
+            .map(Option::flatten)
+            .collect())
+    }
+
+    async fn tail(&self, room: &RoomId, after_seq: Seq, limit: u32) -> Result<Page, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let page = page_in(&tx, room.as_str(), after_seq, limit).await?;
+        tx.commit().await?;
+        Ok(page)
+    }
+
+    async fn heads(&self, rooms: &[RoomId]) -> Result<Vec<Seq>, StoreError> {
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = rooms.iter().map(RoomId::as_str).collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT id, last_seq FROM rooms WHERE id = ANY($1)")
+            .await?;
+        let rows = client.query(&statement, &[&ids]).await?;
+        Ok(in_order_of(&ids, &rows, |row| to_seq(row.get(1)))
+            .map(|seq| seq.unwrap_or(0))
+            .collect())
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.closed.store(true, Ordering::Release);
+        self.pool.close();
+        Ok(())
+    }
+}

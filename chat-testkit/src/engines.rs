@@ -1,0 +1,151 @@
+//! The engines of a multi-node deployment, for tests: a fresh PostgreSQL database per test on
+//! the server `CHAT_TEST_POSTGRES` names, and a Redis server of the test's own (from the
+//! `redis-server` binary, or `CHAT_TEST_REDIS_SERVER`) that it can kill and restart.
+//!
+//! `scripts/engines.sh` installs and starts both and prints these variables. When they are not
+//! set a test that needs them says so on stderr and passes without running, unless
+//! `CHAT_REQUIRE_ENGINES=1` (CI sets it): then it fails, so nothing is skipped where the
+//! engines are meant to be.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// How long an engine gets to start.
+const START_PATIENCE: Duration = Duration::from_secs(20);
+
+fn required() -> bool {
+    std::env::var("CHAT_REQUIRE_ENGINES").is_ok_and(|v| v == "1")
+}
+
+/// Says why a test that needs `what` does not run; fails instead where the engines are required.
+fn unavailable(what: &str, why: &str) {
+    assert!(
+        !required(),
+        "{what} is required (CHAT_REQUIRE_ENGINES=1) but {why}"
+    );
+    eprintln!("not run: {what} {why}; start the engines with `eval \"$(scripts/engines.sh)\"`");
+}
+
+/// A database of its own for one test, on the PostgreSQL server of `CHAT_TEST_POSTGRES`.
+#[derive(Debug, Clone)]
+pub struct PostgresDatabase {
+    url: String,
+    name: String,
+}
+
+impl PostgresDatabase {
+    /// Creates a new, empty database; `None` (after saying why) when no server is configured.
+    pub async fn create() -> Option<Self> {
+        let Ok(admin) = std::env::var("CHAT_TEST_POSTGRES") else {
+            unavailable("PostgreSQL", "CHAT_TEST_POSTGRES is not set");
+            return None;
+        };
+        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}"));
+        let driver = tokio::spawn(connection);
+        let name = format!("chat_test_{}", uuid::Uuid::new_v4().simple());
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+        drop(client);
+        let _ = driver.await;
+        let url = match admin.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("CHAT_TEST_POSTGRES must end with /DATABASE: {admin}"),
+        };
+        Some(Self { url, name })
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A Redis server on a free loopback port, killed when dropped.
+#[derive(Debug)]
+pub struct RedisServer {
+    binary: String,
+    addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one; `None` (after saying why) when no `redis-server` can be found.
+    pub async fn start() -> Option<Self> {
+        let binary =
+            std::env::var("CHAT_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let found = std::process::Command::new(&binary)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            unavailable("Redis", &format!("{binary} cannot be run"));
+            return None;
+        }
+        let addr = StdListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let mut server = Self {
+            binary,
+            addr,
+            child: None,
+        };
+        server.spawn().await;
+        Some(server)
+    }
+
+    /// `redis://` URL of the server, asking for RESP3 (the adapter needs it).
+    pub fn url(&self) -> String {
+        format!("redis://{}/?protocol=resp3", self.addr)
+    }
+
+    /// Kills the server (SIGKILL): every connection to it breaks, every message in flight
+    /// is lost.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(&self.binary)
+            .args(["--bind", "127.0.0.1", "--port"])
+            .arg(self.addr.port().to_string())
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + START_PATIENCE;
+        while tokio::net::TcpStream::connect(self.addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not listen on {} in time",
+                self.addr
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
