@@ -18,9 +18,14 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
-    /// SQLite database file (created if missing).
+    /// SQLite database file (created if missing), or a `postgres://` URL: a PostgreSQL
+    /// database several servers can share.
     #[arg(long, default_value = "chat.db")]
     pub db: PathBuf,
+    /// Reach the other servers of a deployment through this Redis (`redis://HOST:PORT`,
+    /// Redis 7 or later): room events reach the sockets of every server.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
     /// The token secret.
     #[command(flatten)]
     pub secret: SecretArg,
@@ -93,6 +98,11 @@ impl ServeArgs {
     /// The configuration these flags describe.
     pub fn config(&self) -> Result<ServerConfig, MissingSecret> {
         let mut config = ServerConfig::new(&self.db, self.secret.get()?);
+        let db = self.db.to_string_lossy();
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            config.postgres_url = Some(db.into_owned());
+        }
+        config.redis_url = self.redis.clone();
         config.durable = !self.no_fsync;
         config.limits = Limits {
             max_body_chars: self.max_body_chars as usize,

@@ -10,8 +10,17 @@ use chat_protocol::limits;
 /// Everything a server needs to run.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// The SQLite database file (created if missing).
+    /// The SQLite database file (created if missing); unused when `postgres_url` is set.
     pub db_path: PathBuf,
+    /// Store everything in this PostgreSQL database (a `postgres://` URL) instead of SQLite:
+    /// several servers can share it.
+    pub postgres_url: Option<String>,
+    /// Reach the other servers of a deployment through this Redis (a `redis://` URL), with
+    /// socketioxide's Redis adapter; `None`: this server is alone.
+    pub redis_url: Option<String>,
+    /// How often a server on PostgreSQL compares the newest `seq` of its rooms with what it
+    /// sent its sockets, to send what a lost commit notice did not announce.
+    pub head_poll: Duration,
     /// The HS256 secret tokens are signed with.
     pub jwt_secret: String,
     /// Whether SQLite syncs every commit to disk (`synchronous=FULL`); `false` uses `NORMAL`,
@@ -49,6 +58,9 @@ impl ServerConfig {
     pub fn new(db_path: impl Into<PathBuf>, jwt_secret: impl Into<String>) -> Self {
         Self {
             db_path: db_path.into(),
+            postgres_url: None,
+            redis_url: None,
+            head_poll: Duration::from_millis(250),
             jwt_secret: jwt_secret.into(),
             durable: true,
             limits: Limits::default(),

@@ -1,16 +1,17 @@
 //! A socket's life: authentication on connect, the connection cap, presence on connect and
 //! disconnect (with the grace period), and handler registration.
 
+use crate::cluster::{Io, Socket};
 use std::sync::Arc;
 
 use chat_protocol::events::names as event;
 use chat_protocol::{Presence, UserId};
 use serde::Deserialize;
-use socketioxide::extract::{Extension, SocketRef, State, TryData};
-use socketioxide::SocketIo;
+use socketioxide::extract::{Extension, State, TryData};
+use socketioxide::socket::DisconnectReason;
 
 use crate::auth::verify_token;
-use crate::fanout::emit_to;
+use crate::fanout::announce;
 use crate::handlers;
 use crate::request_order::Turnstile;
 use crate::state::{now_ms, room_key, user_key, AppState};
@@ -38,7 +39,7 @@ pub enum Refusal {
 
 /// Connect middleware: checks the token and the connection cap before any event is handled.
 pub async fn authenticate(
-    socket: SocketRef,
+    socket: Socket,
     State(app): State<AppState>,
     TryData(auth): TryData<AuthPayload>,
 ) -> Result<(), Refusal> {
@@ -71,8 +72,8 @@ struct CameOnline(bool);
 
 /// Connect handler: runs after [`authenticate`] admitted the socket.
 pub async fn on_connect(
-    socket: SocketRef,
-    io: SocketIo,
+    socket: Socket,
+    io: Io,
     State(app): State<AppState>,
     Extension(user): Extension<UserId>,
 ) {
@@ -83,12 +84,14 @@ pub async fn on_connect(
 }
 
 async fn on_disconnect(
-    socket: SocketRef,
-    io: SocketIo,
+    reason: DisconnectReason,
+    socket: Socket,
+    io: Io,
     State(app): State<AppState>,
     Extension(user): Extension<UserId>,
 ) {
-    tracing::debug!(sid = %socket.id, %user, "disconnected");
+    tracing::debug!(sid = %socket.id, %user, ?reason, "disconnected");
+    crate::metrics::DISCONNECTS.inc(&[disconnect_reason(reason)]);
     let Some(generation) = app.presence.release(&user) else {
         return;
     };
@@ -104,10 +107,24 @@ async fn on_disconnect(
     });
 }
 
+/// The name of a disconnect reason in metrics.
+fn disconnect_reason(reason: DisconnectReason) -> &'static str {
+    match reason {
+        DisconnectReason::TransportClose => "transport_close",
+        DisconnectReason::MultipleHttpPollingError => "polling_error",
+        DisconnectReason::PacketParsingError => "packet_parsing_error",
+        DisconnectReason::TransportError => "transport_error",
+        DisconnectReason::HeartbeatTimeout => "heartbeat_timeout",
+        DisconnectReason::ClientNSDisconnect => "client_disconnect",
+        DisconnectReason::ServerNSDisconnect => "server_disconnect",
+        DisconnectReason::ClosingServer => "server_closing",
+    }
+}
+
 /// Tells the sockets of every user sharing a room with `user` that its presence changed.
 async fn announce_presence(
     app: &AppState,
-    io: &SocketIo,
+    io: &Io,
     user: &UserId,
     online: bool,
     last_seen: Option<i64>,
@@ -133,10 +150,12 @@ async fn announce_presence(
         online,
         last_seen,
     };
-    emit_to(
+    announce(
         io,
+        app.everywhere(),
         rooms.iter().map(room_key).collect(),
         event::PRESENCE_UPDATE,
         &update,
-    );
+    )
+    .await;
 }

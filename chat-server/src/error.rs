@@ -19,6 +19,9 @@ pub enum ServerError {
     /// The TLS certificate or key is not usable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The other servers cannot be reached (Redis).
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// The TLS certificate or private key could not be loaded.
@@ -118,6 +121,14 @@ impl StoreError {
             "the server could not store the request; nothing was committed",
         )
     }
+}
+
+/// The link to the other servers (Redis) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Redis refused or could not be reached.
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// Minting or checking a token failed.

@@ -1,9 +1,13 @@
 //! Sending server events to the sockets in a room.
 //!
-//! Messages are fanned out by one task reading the store's commit feed, so every receiver
-//! gets a room's messages in `seq` order. Each socket is written to on its own: a socket whose
-//! buffer is full is disconnected rather than silently skipped, so its client reconnects and
-//! catches up with `message:sync` instead of missing a message.
+//! Messages are fanned out to this server's own sockets by one task ([`run`], the room
+//! tails of [`crate::tails`]), so every receiver gets a room's messages in `seq` order, each
+//! once. Each socket is written to on its own: a socket whose buffer is full is disconnected
+//! rather than silently skipped, so its client reconnects and catches up with `message:sync`
+//! instead of missing a message.
+//!
+//! The other events ([`announce`]) reach the sockets of every server through the adapter when
+//! there are several; they are at-most-once between servers.
 //!
 //! socketioxide's `disconnect()` of a socket whose buffer is full does nothing (it returns
 //! the full-buffer error before closing, as its disconnect packet does not fit either), so
@@ -12,15 +16,12 @@
 
 use std::time::Duration;
 
-use chat_protocol::events::names;
-use chat_protocol::Message;
 use serde::Serialize;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
-use socketioxide::{SendError, SocketError, SocketIo};
-use tokio::sync::mpsc;
+use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
 
-use crate::state::room_key;
+use crate::cluster::Io;
 
 /// The sockets in `rooms`; none once the server is closing (socketioxide's `io.to` would
 /// panic when the namespace is gone, as it is after `close`).
@@ -87,14 +88,30 @@ pub fn disconnect<A: Adapter>(socket: SocketRef<A>) {
     });
 }
 
-/// Fans out committed messages, in commit order, until the feed closes.
-pub async fn run<A: Adapter>(io: SocketIo<A>, mut feed: mpsc::Receiver<Message>) {
-    while let Some(message) = feed.recv().await {
-        emit_to(
-            &io,
-            vec![room_key(&message.room)],
-            names::MESSAGE_NEW,
-            &message,
-        );
+/// Emits `event` to the sockets in `rooms` on every server (through the adapter) when
+/// `everywhere`, else to this server's alone. When the adapter cannot reach the other
+/// servers (Redis down), this server's sockets still get it.
+pub async fn announce<T: Serialize + ?Sized>(
+    io: &Io,
+    everywhere: bool,
+    rooms: Vec<String>,
+    event: &str,
+    data: &T,
+) {
+    if everywhere && !rooms.is_empty() {
+        let Some(ns) = io.of("/") else { return };
+        match ns.to(rooms.clone()).emit(event, data).await {
+            // Nothing was sent, not even here: send it here.
+            Err(BroadcastError::Adapter(e)) => {
+                crate::metrics::ADAPTER_ERRORS.add(1);
+                tracing::warn!(event, error = %e, "not sent to the other servers");
+            }
+            Err(e) => {
+                tracing::debug!(event, error = %e, "not sent to some sockets");
+                return;
+            }
+            Ok(()) => return,
+        }
     }
+    emit_to(io, rooms, event, data);
 }

@@ -18,17 +18,20 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 mod connection;
 pub mod error;
 mod fanout;
 mod handlers;
+pub mod metrics;
 pub mod presence;
 pub mod rate;
 mod request_order;
 mod server;
 pub mod state;
 pub mod store;
+mod tails;
 mod tls;
 pub mod typing;
 

@@ -19,6 +19,17 @@ pub enum RateClass {
     Other,
 }
 
+impl RateClass {
+    /// The class's name in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Send => "send",
+            Self::Typing => "typing",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// The server's limiters.
 #[derive(Debug)]
 pub struct RateLimiters {

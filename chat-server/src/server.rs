@@ -9,17 +9,20 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use chat_protocol::UserId;
 use socketioxide::handler::ConnectHandler;
-use socketioxide::{SocketIo, TransportType};
+use socketioxide::TransportType;
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::cluster::{ChatAdapter, ClusterDriver, Io};
 use crate::config::ServerConfig;
 use crate::connection::{authenticate, on_connect};
 use crate::error::ServerError;
 use crate::fanout::{self, sockets_in};
 use crate::state::{user_key, AppState};
-use crate::store::{SqliteOptions, SqliteStore, Store};
+use crate::store::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Store};
+use crate::tails::{self, Watches};
 use crate::tls::{self, Tls};
 
 /// How long shutdown waits for connections to close before it stops waiting.
@@ -29,7 +32,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
-    io: SocketIo,
+    io: Io,
     store: Arc<dyn Store>,
     stop: Option<oneshot::Sender<()>>,
     serving: JoinHandle<std::io::Result<()>>,
@@ -51,21 +54,25 @@ impl Server {
         }
         let tls = config.tls.as_ref().map(Tls::load).transpose()?;
         let (feed, feed_rx) = tokio::sync::mpsc::channel(crate::store::FEED_CAPACITY);
-        let path = config.db_path.clone();
-        let options = SqliteOptions {
-            durable: config.durable,
-            max_bytes: config.max_db_bytes,
+        let store = open_store(&config, feed).await?;
+        let driver = match &config.redis_url {
+            Some(url) => ClusterDriver::connect(url).await?,
+            None => ClusterDriver::off(),
         };
-        let store: Arc<dyn Store> = Arc::new(
-            tokio::task::spawn_blocking(move || SqliteStore::open_with(&path, options, Some(feed)))
-                .await
-                .map_err(|e| ServerError::Config(format!("store thread failed: {e}")))??,
-        );
+        let heads = match &config.postgres_url {
+            Some(url) => {
+                let (to, heads) = tokio::sync::mpsc::channel(crate::store::FEED_CAPACITY);
+                Some((tokio::spawn(crate::store::listen(url.clone(), to)), heads))
+            }
+            None => None,
+        };
+        let head_poll = config.postgres_url.as_ref().map(|_| config.head_poll);
         let packet = config.limits.max_packet_bytes;
         let (ping_interval, ping_timeout) = (config.ping_interval, config.ping_timeout);
         let buffer = config.limits.socket_buffer_packets;
-        let state = AppState::new(config, store.clone());
-        let (layer, io) = SocketIo::builder()
+        let (watches, watched) = Watches::channel();
+        let state = AppState::new(config, store.clone(), watches);
+        let (layer, io) = socketioxide::SocketIo::builder()
             .transports([TransportType::Websocket, TransportType::Polling])
             .max_payload(packet as u64)
             .ws_max_message_size(packet)
@@ -74,11 +81,36 @@ impl Server {
             .ping_interval(ping_interval)
             .ping_timeout(ping_timeout)
             .with_state(state.clone())
+            .with_adapter::<ChatAdapter>(RedisAdapterCtr::new_with_driver(
+                driver.clone(),
+                RedisAdapterConfig::new().with_prefix("chat"),
+            ))
             .build_layer();
-        io.ns("/", on_connect.with(authenticate));
+        io.ns("/", on_connect.with(authenticate))
+            .await
+            .map_err(|e| {
+                ServerError::Config(format!("the Socket.IO adapter did not start: {e}"))
+            })?;
 
+        let scrape = (io.clone(), driver.clone());
         let app = axum::Router::new()
             .route("/health", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let (io, driver) = scrape.clone();
+                    async move {
+                        let connections = io.of("/").map_or(0, |ns| ns.sockets().len());
+                        (
+                            [("content-type", "text/plain; version=0.0.4")],
+                            crate::metrics::render(crate::metrics::Gauges {
+                                connections,
+                                adapter_dropped: driver.dropped(),
+                            }),
+                        )
+                    }
+                }),
+            )
             .layer(layer);
         let (stop, stopped) = oneshot::channel::<()>();
         let stopped = async {
@@ -102,10 +134,25 @@ impl Server {
             }
             Some(tls) => tokio::spawn(tls::serve(listener, tls, app, stopped)),
         };
-        let background = vec![
-            tokio::spawn(fanout::run(io.clone(), feed_rx)),
+        let (listener_task, heads) = match heads {
+            Some((task, heads)) => (Some(task), Some(heads)),
+            None => (None, None),
+        };
+        let mut background = vec![
+            tokio::spawn(tails::run(
+                io.clone(),
+                store.clone(),
+                tails::Sources {
+                    feed: feed_rx,
+                    heads,
+                    poll: head_poll,
+                    watches: watched,
+                },
+            )),
             tokio::spawn(housekeeping(state)),
+            tokio::spawn(driver.heartbeat()),
         ];
+        background.extend(listener_task);
         tracing::info!(%addr, tls = secure, "listening");
         Ok(Self {
             addr,
@@ -162,6 +209,27 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Opens the store `config` names: PostgreSQL when it has a URL, SQLite otherwise.
+async fn open_store(
+    config: &ServerConfig,
+    feed: crate::store::Feed,
+) -> Result<Arc<dyn Store>, ServerError> {
+    if let Some(url) = &config.postgres_url {
+        let store = PostgresStore::connect(url, PostgresOptions::default(), Some(feed)).await?;
+        return Ok(Arc::new(store));
+    }
+    let path = config.db_path.clone();
+    let options = SqliteOptions {
+        durable: config.durable,
+        max_bytes: config.max_db_bytes,
+    };
+    Ok(Arc::new(
+        tokio::task::spawn_blocking(move || SqliteStore::open_with(&path, options, Some(feed)))
+            .await
+            .map_err(|e| ServerError::Config(format!("store thread failed: {e}")))??,
+    ))
 }
 
 /// Periodic upkeep: forget idle rate-limit entries.

@@ -8,6 +8,7 @@ use crate::config::ServerConfig;
 use crate::presence::PresenceTracker;
 use crate::rate::RateLimiters;
 use crate::store::Store;
+use crate::tails::Watches;
 use crate::typing::TypingTracker;
 
 /// Shared server state (cheap to clone).
@@ -27,18 +28,28 @@ pub struct Inner {
     pub presence: PresenceTracker,
     /// Typing indicators.
     pub typing: TypingTracker,
+    /// Where joins are reported to this server's room tails.
+    pub watches: Watches,
 }
 
 impl AppState {
     /// Wraps the parts.
-    pub fn new(config: ServerConfig, store: Arc<dyn Store>) -> Self {
+    pub fn new(config: ServerConfig, store: Arc<dyn Store>, watches: Watches) -> Self {
         Self(Arc::new(Inner {
+            watches,
             limiters: RateLimiters::new(&config.rates),
             presence: PresenceTracker::default(),
             typing: TypingTracker::default(),
             config,
             store,
         }))
+    }
+}
+
+impl AppState {
+    /// Whether announcements go to the sockets of every server (through Redis).
+    pub fn everywhere(&self) -> bool {
+        self.config.redis_url.is_some()
     }
 }
 

@@ -1,14 +1,13 @@
 //! `message:send`, `message:send_batch` and `message:sync`: storing messages (idempotent by
 //! client id) and paging through a room's history.
 
+use crate::cluster::{Io, Socket};
 use chat_protocol::batch::{decode_send_batch, SendBatchResult, SendOutcome};
 use chat_protocol::limits::DEFAULT_SYNC_LIMIT;
 use chat_protocol::requests::{SendMessage, SyncMessages};
 use chat_protocol::results::{SendResult, SyncResult};
 use chat_protocol::{ErrorBody, ErrorCode, RoomId, UserId};
 use serde_json::Value;
-use socketioxide::extract::SocketRef;
-use socketioxide::SocketIo;
 
 use super::{forbidden, Reply};
 use crate::rate::RateClass;
@@ -17,18 +16,17 @@ use crate::store::{Appended, Membership, NewMessage};
 
 pub(super) async fn send(
     app: &AppState,
-    _io: &SocketIo,
-    _socket: &SocketRef,
+    _io: &Io,
+    _socket: &Socket,
     user: &UserId,
     request: SendMessage,
 ) -> Reply<SendResult> {
     check_length(app, &request)?;
     let room = request.room.clone();
-    let appended = app
-        .store
-        .append(new_message(user, request))
-        .await
-        .map_err(|e| e.to_wire())?;
+    let started = std::time::Instant::now();
+    let appended = app.store.append(new_message(user, request)).await;
+    crate::metrics::STORE_COMMIT.observe(started.elapsed());
+    let appended = appended.map_err(|e| e.to_wire())?;
     // A stored message reaches the room through the store's commit feed (see `fanout`).
     answer(appended, &room)
 }
@@ -39,8 +37,8 @@ pub(super) async fn send(
 /// (docs/protocol.md).
 pub(super) async fn send_batch(
     app: &AppState,
-    _io: &SocketIo,
-    _socket: &SocketRef,
+    _io: &Io,
+    _socket: &Socket,
     user: &UserId,
     argument: Value,
 ) -> Reply<SendBatchResult> {
@@ -68,10 +66,10 @@ pub(super) async fn send_batch(
     let mut stored = if messages.is_empty() {
         Vec::new()
     } else {
-        app.store
-            .append_batch(messages)
-            .await
-            .map_err(|e| e.to_wire())?
+        let started = std::time::Instant::now();
+        let appended = app.store.append_batch(messages).await;
+        crate::metrics::STORE_COMMIT.observe(started.elapsed());
+        appended.map_err(|e| e.to_wire())?
     }
     .into_iter()
     .zip(rooms)
@@ -137,8 +135,8 @@ fn answer(appended: Appended, room: &RoomId) -> Reply<SendResult> {
 
 pub(super) async fn sync(
     app: &AppState,
-    _io: &SocketIo,
-    _socket: &SocketRef,
+    _io: &Io,
+    _socket: &Socket,
     user: &UserId,
     request: SyncMessages,
 ) -> Reply<SyncResult> {

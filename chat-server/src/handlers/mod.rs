@@ -5,14 +5,15 @@
 //! The handlers live in one module per protocol area (rooms, messages, receipts, typing,
 //! presence); this module holds what they share: registration and the reply helpers.
 
+use crate::cluster::{ChatAdapter, Io, Socket};
 use chat_protocol::ack;
 use chat_protocol::requests::names as request;
 use chat_protocol::{decode_request, ErrorBody, ErrorCode, RoomId, UserId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
-use socketioxide::{SendError, SocketError, SocketIo};
+use socketioxide::extract::{AckSender, Extension, State, TryData};
+use socketioxide::{SendError, SocketError};
 
 use crate::rate::RateClass;
 use crate::request_order::Turn;
@@ -35,6 +36,7 @@ fn forbidden(room: &impl std::fmt::Display) -> ErrorBody {
 
 /// Rate-limits, decodes and runs one request; the answer is the ack to send.
 async fn respond<Req, Res, Fut>(
+    event: &'static str,
     app: &AppState,
     class: RateClass,
     user: &UserId,
@@ -60,12 +62,21 @@ where
     }
     .await;
     match outcome {
-        Ok(result) => ack::ok(&result),
-        Err(error) => ack::err(&error),
+        Ok(result) => {
+            crate::metrics::REQUESTS.inc(&[event, "ok"]);
+            ack::ok(&result)
+        }
+        Err(error) => {
+            crate::metrics::REQUESTS.inc(&[event, error.code.as_str()]);
+            if error.code == ErrorCode::RateLimited {
+                crate::metrics::RATE_LIMITED.inc(&[class.as_str()]);
+            }
+            ack::err(&error)
+        }
     }
 }
 
-fn send_ack(socket: &SocketRef, ack: AckSender, reply: Value) {
+fn send_ack(socket: &Socket, ack: AckSender<ChatAdapter>, reply: Value) {
     match ack.send(&reply) {
         Ok(()) => {}
         // Gone already: the client resends what was not acked; idempotency makes that safe.
@@ -85,15 +96,15 @@ macro_rules! on_request {
     ($socket:expr, $event:expr, $class:expr, $handler:path) => {
         $socket.on(
             $event,
-            |socket: SocketRef,
-             io: SocketIo,
+            |socket: Socket,
+             io: Io,
              State(app): State<AppState>,
              Extension(user): Extension<UserId>,
-             ack: AckSender,
+             ack: AckSender<ChatAdapter>,
              TryData(argument): TryData<Value>,
              turn: Turn| async move {
                 let _turn = turn.wait().await;
-                let reply = respond(&app, $class, &user, argument, |request| {
+                let reply = respond($event, &app, $class, &user, argument, |request| {
                     $handler(&app, &io, &socket, &user, request)
                 })
                 .await;
@@ -105,7 +116,7 @@ macro_rules! on_request {
 
 /// Registers every request handler on a freshly connected socket; the extensions
 /// (`room:resume`, `message:send_batch`) only when they are on.
-pub fn register(socket: &SocketRef, config: &crate::config::ServerConfig) {
+pub fn register(socket: &Socket, config: &crate::config::ServerConfig) {
     let resume_extension = config.resume_extension;
     on_request!(socket, request::ROOM_JOIN, RateClass::Other, rooms::join);
     if resume_extension {

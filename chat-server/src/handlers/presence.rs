@@ -1,18 +1,17 @@
 //! `presence:get`: who is online now, and when each user was last seen.
 
+use crate::cluster::{Io, Socket};
 use chat_protocol::requests::PresenceGet;
 use chat_protocol::results::PresenceResult;
 use chat_protocol::{Presence, UserId};
-use socketioxide::extract::SocketRef;
-use socketioxide::SocketIo;
 
 use super::Reply;
 use crate::state::AppState;
 
 pub(super) async fn presence_get(
     app: &AppState,
-    _io: &SocketIo,
-    _socket: &SocketRef,
+    _io: &Io,
+    _socket: &Socket,
     _user: &UserId,
     request: PresenceGet,
 ) -> Reply<PresenceResult> {

@@ -1,22 +1,21 @@
 //! `receipt:delivered` and `receipt:read`: moving a member's watermarks and announcing the
 //! move to the room with `receipt:update`.
 
+use crate::cluster::{Io, Socket};
 use chat_protocol::events::names as event;
 use chat_protocol::requests::Receipt;
 use chat_protocol::results::{DeliveredResult, ReadResult};
 use chat_protocol::{ReceiptUpdate, UserId};
-use socketioxide::extract::SocketRef;
-use socketioxide::SocketIo;
 
 use super::{forbidden, Reply};
-use crate::fanout::emit_to;
+use crate::fanout::announce;
 use crate::state::{room_key, AppState};
 use crate::store::Membership;
 
 pub(super) async fn delivered(
     app: &AppState,
-    io: &SocketIo,
-    _socket: &SocketRef,
+    io: &Io,
+    _socket: &Socket,
     user: &UserId,
     request: Receipt,
 ) -> Reply<DeliveredResult> {
@@ -28,8 +27,8 @@ pub(super) async fn delivered(
 
 pub(super) async fn read(
     app: &AppState,
-    io: &SocketIo,
-    _socket: &SocketRef,
+    io: &Io,
+    _socket: &Socket,
     user: &UserId,
     request: Receipt,
 ) -> Reply<ReadResult> {
@@ -43,7 +42,7 @@ pub(super) async fn read(
 /// Moves `user`'s delivered (or read) watermark and tells the room when it moved.
 async fn move_watermark(
     app: &AppState,
-    io: &SocketIo,
+    io: &Io,
     user: &UserId,
     request: &Receipt,
     read: bool,
@@ -57,12 +56,13 @@ async fn move_watermark(
     let Membership::Member(marks) = marks.map_err(|e| e.to_wire())? else {
         return Err(forbidden(room));
     };
-    announce_receipt(io, request, user, marks);
+    announce_receipt(app, io, request, user, marks).await;
     Ok(marks)
 }
 
-fn announce_receipt(
-    io: &SocketIo,
+async fn announce_receipt(
+    app: &AppState,
+    io: &Io,
     request: &Receipt,
     user: &UserId,
     marks: crate::store::Watermarks,
@@ -74,11 +74,13 @@ fn announce_receipt(
             delivered_seq: marks.delivered_seq,
             read_seq: marks.read_seq,
         };
-        emit_to(
+        announce(
             io,
+            app.everywhere(),
             vec![room_key(&request.room)],
             event::RECEIPT_UPDATE,
             &update,
-        );
+        )
+        .await;
     }
 }

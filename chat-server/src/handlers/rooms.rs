@@ -1,24 +1,23 @@
 //! `room:join`, `room:resume` and `room:leave`: durable membership, the socket's Socket.IO
 //! rooms, and the `room:member` announcement when membership changes.
 
+use crate::cluster::{Io, Socket};
 use chat_protocol::events::names as event;
 use chat_protocol::limits::{DEFAULT_RESUME_LIMIT, MAX_RESUME_MESSAGES, RESUME_ROOMS_PER_REQUEST};
 use chat_protocol::requests::{extensions, ResumeRooms, RoomRequest};
 use chat_protocol::results::{JoinResult, LeaveResult, ResumeResult, ResumedRoom};
 use chat_protocol::{RoomId, RoomMember, UserId};
-use socketioxide::extract::SocketRef;
-use socketioxide::SocketIo;
 
 use super::Reply;
-use crate::fanout::emit_to;
+use crate::fanout::announce;
 use crate::rate::RateClass;
 use crate::state::{room_key, user_key, AppState};
 use crate::store::Joined;
 
 pub(super) async fn join(
     app: &AppState,
-    io: &SocketIo,
-    socket: &SocketRef,
+    io: &Io,
+    socket: &Socket,
     user: &UserId,
     request: RoomRequest,
 ) -> Reply<JoinResult> {
@@ -28,7 +27,7 @@ pub(super) async fn join(
         .await
         .map_err(|e| e.to_wire())?;
     socket.join(room_key(&request.room));
-    let mut result = answer(io, &request.room, user, joined);
+    let mut result = answer(app, io, &request.room, user, joined).await;
     result.extensions = offered(app);
     Ok(result)
 }
@@ -37,8 +36,8 @@ pub(super) async fn join(
 /// operation; one request of the rate limit per 100 rooms.
 pub(super) async fn resume(
     app: &AppState,
-    io: &SocketIo,
-    socket: &SocketRef,
+    io: &Io,
+    socket: &Socket,
     user: &UserId,
     request: ResumeRooms,
 ) -> Reply<ResumeResult> {
@@ -65,15 +64,14 @@ pub(super) async fn resume(
         .resume(user, rooms, limit, MAX_RESUME_MESSAGES)
         .await
         .map_err(|e| e.to_wire())?;
-    let rooms = names
-        .iter()
-        .zip(resumed)
-        .map(|(room, (joined, page))| ResumedRoom {
-            joined: answer(io, room, user, joined),
+    let mut rooms = Vec::with_capacity(names.len());
+    for (room, (joined, page)) in names.iter().zip(resumed) {
+        rooms.push(ResumedRoom {
+            joined: answer(app, io, room, user, joined).await,
             messages: page.messages,
             has_more: page.has_more,
-        })
-        .collect();
+        });
+    }
     Ok(ResumeResult {
         rooms,
         extensions: offered(app),
@@ -92,15 +90,30 @@ fn offered(app: &AppState) -> Vec<String> {
     names
 }
 
-/// The `room:join` answer for `joined`, announcing the membership if it is new.
-fn answer(io: &SocketIo, room: &RoomId, user: &UserId, joined: Joined) -> JoinResult {
+/// The `room:join` answer for `joined`, announcing the membership if it is new; this
+/// server's tail of the room starts at its `last_seq` if it had none.
+async fn answer(
+    app: &AppState,
+    io: &Io,
+    room: &RoomId,
+    user: &UserId,
+    joined: Joined,
+) -> JoinResult {
+    app.watches.joined(room, joined.last_seq);
     if joined.newly_joined {
         let member = RoomMember {
             room: room.clone(),
             user: user.clone(),
             joined: true,
         };
-        emit_to(io, vec![room_key(room)], event::ROOM_MEMBER, &member);
+        announce(
+            io,
+            app.everywhere(),
+            vec![room_key(room)],
+            event::ROOM_MEMBER,
+            &member,
+        )
+        .await;
     }
     let own = joined.watermarks.iter().find(|w| &w.user == user);
     JoinResult {
@@ -116,8 +129,8 @@ fn answer(io: &SocketIo, room: &RoomId, user: &UserId, joined: Joined) -> JoinRe
 
 pub(super) async fn leave(
     app: &AppState,
-    io: &SocketIo,
-    _socket: &SocketRef,
+    io: &Io,
+    _socket: &Socket,
     user: &UserId,
     request: RoomRequest,
 ) -> Reply<LeaveResult> {
@@ -128,8 +141,13 @@ pub(super) async fn leave(
         .map_err(|e| e.to_wire())?;
     let key = room_key(&request.room);
     if let Some(ns) = io.of("/") {
-        if let Err(e) = ns.to(user_key(user)).leave(key.clone()).await {
-            tracing::warn!(error = %e, "sockets could not leave the room");
+        // The user's sockets on every server leave; if the others cannot be told (Redis
+        // down), this server's sockets leave all the same.
+        if let Err(e) = ns.clone().to(user_key(user)).leave(key.clone()).await {
+            tracing::warn!(error = %e, "the other servers' sockets could not leave the room");
+            if let Err(e) = ns.local().to(user_key(user)).leave(key.clone()).await {
+                tracing::warn!(error = %e, "sockets could not leave the room");
+            }
         }
     }
     if was_member {
@@ -138,7 +156,7 @@ pub(super) async fn leave(
             user: user.clone(),
             joined: false,
         };
-        emit_to(io, vec![key], event::ROOM_MEMBER, &member);
+        announce(io, app.everywhere(), vec![key], event::ROOM_MEMBER, &member).await;
     }
     Ok(LeaveResult {})
 }

@@ -1,21 +1,38 @@
 //! `typing:start` and `typing:stop`: typing indicators shown to the room but the typer, with
 //! the server-side expiry of an indicator that is not refreshed.
 
+use crate::cluster::{Io, Socket};
 use chat_protocol::events::names as event;
 use chat_protocol::requests::RoomRequest;
 use chat_protocol::results::LeaveResult;
 use chat_protocol::{TypingUpdate, UserId};
-use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
-use socketioxide::SocketIo;
+use socketioxide::BroadcastError;
 
 use super::{require_member, Reply};
 use crate::fanout::sockets_in;
 use crate::state::{room_key, AppState};
 
-/// Emits a typing change to the room, except to `typer` (the socket that typed).
-fn announce_typing(io: &SocketIo, update: &TypingUpdate, typer: Sid) {
+/// Emits a typing change to the room, except to `typer` (the socket that typed): on every
+/// server through the adapter when there are several.
+async fn announce_typing(app: &AppState, io: &Io, update: &TypingUpdate, typer: Sid) {
     let key = room_key(&update.room);
+    if app.everywhere() {
+        if let Some(ns) = io.of("/") {
+            match ns
+                .to(key.clone())
+                .except(typer)
+                .emit(event::TYPING_UPDATE, update)
+                .await
+            {
+                Err(BroadcastError::Adapter(e)) => {
+                    crate::metrics::ADAPTER_ERRORS.add(1);
+                    tracing::warn!(error = %e, "typing update not sent to the other servers");
+                }
+                _ => return,
+            }
+        }
+    }
     for target in sockets_in(io, vec![key]) {
         if target.id == typer {
             continue;
@@ -28,8 +45,8 @@ fn announce_typing(io: &SocketIo, update: &TypingUpdate, typer: Sid) {
 
 pub(super) async fn typing_start(
     app: &AppState,
-    io: &SocketIo,
-    socket: &SocketRef,
+    io: &Io,
+    socket: &Socket,
     user: &UserId,
     request: RoomRequest,
 ) -> Reply<LeaveResult> {
@@ -41,7 +58,7 @@ pub(super) async fn typing_start(
             user: user.clone(),
             typing: true,
         };
-        announce_typing(io, &update, socket.id);
+        announce_typing(app, io, &update, socket.id).await;
     }
     let (app, io, room, user) = (app.clone(), io.clone(), request.room, user.clone());
     tokio::spawn(async move {
@@ -52,7 +69,7 @@ pub(super) async fn typing_start(
                 user,
                 typing: false,
             };
-            announce_typing(&io, &update, typer);
+            announce_typing(&app, &io, &update, typer).await;
         }
     });
     Ok(LeaveResult {})
@@ -60,8 +77,8 @@ pub(super) async fn typing_start(
 
 pub(super) async fn typing_stop(
     app: &AppState,
-    io: &SocketIo,
-    socket: &SocketRef,
+    io: &Io,
+    socket: &Socket,
     user: &UserId,
     request: RoomRequest,
 ) -> Reply<LeaveResult> {
@@ -72,7 +89,7 @@ pub(super) async fn typing_stop(
             user: user.clone(),
             typing: false,
         };
-        announce_typing(io, &update, socket.id);
+        announce_typing(app, io, &update, socket.id).await;
     }
     Ok(LeaveResult {})
 }

@@ -1,0 +1,26 @@
+//! What several servers share besides the store: socketioxide's Redis adapter, carrying
+//! room-membership changes and the ephemeral events (`receipt:update`, `typing:update`,
+//! `presence:update`, `room:member`) to the sockets of every server.
+//!
+//! One adapter type serves both deployments: with the driver off it behaves as the local
+//! adapter, so the handlers are written once. Messages do not travel through Redis: each
+//! server fans them out to its own sockets from the store (see `fanout`), so a broadcast
+//! Redis drops cannot lose one.
+
+use socketioxide::adapter::Emitter;
+use socketioxide::extract::SocketRef;
+use socketioxide::SocketIo;
+use socketioxide_redis::CustomRedisAdapter;
+
+mod driver;
+
+pub use driver::ClusterDriver;
+
+/// The Socket.IO adapter of every server.
+pub type ChatAdapter = CustomRedisAdapter<Emitter, ClusterDriver>;
+
+/// The Socket.IO server handle.
+pub type Io = SocketIo<ChatAdapter>;
+
+/// One connected socket.
+pub type Socket = SocketRef<ChatAdapter>;
