@@ -1,0 +1,256 @@
+//! Several servers on one PostgreSQL database and one Redis: every socket gets every
+//! message of its rooms once, in `seq` order, whichever server stored it, and also when
+//! Redis restarts or a commit notice is lost; room events cross servers through Redis.
+//!
+//! These need the engines (`eval "$(scripts/engines.sh)"`); see `chat_testkit::engines`.
+
+mod support;
+
+use std::time::Duration;
+
+use chat_testkit::{PostgresDatabase, RedisServer, TestServer};
+use serde_json::{json, Value};
+use support::{send_args, RawClient};
+
+/// Servers sharing one database and, when given, one Redis.
+struct Cluster {
+    database: PostgresDatabase,
+    nodes: Vec<TestServer>,
+}
+
+impl Cluster {
+    async fn start(database: PostgresDatabase, redis: Option<&RedisServer>, count: usize) -> Self {
+        let mut nodes = Vec::new();
+        for _ in 0..count {
+            let (url, redis) = (database.url().to_owned(), redis.map(RedisServer::url));
+            nodes.push(
+                TestServer::start_with(move |config| {
+                    config.postgres_url = Some(url);
+                    config.redis_url = redis;
+                })
+                .await
+                .expect("node starts"),
+            );
+        }
+        Self { database, nodes }
+    }
+}
+
+/// Both engines, or `None` (the test does not run; see `chat_testkit::engines`).
+async fn engines() -> Option<(PostgresDatabase, RedisServer)> {
+    Some((
+        PostgresDatabase::create().await?,
+        RedisServer::start().await?,
+    ))
+}
+
+/// The seqs of the next `count` messages of `room` that `client` receives.
+async fn receive_seqs(client: &mut RawClient, room: &str, count: usize) -> Vec<u64> {
+    let mut seqs = Vec::with_capacity(count);
+    while seqs.len() < count {
+        let message = client.next_event("message:new").await;
+        if message["room"] == room {
+            seqs.push(message["seq"].as_u64().expect("seq"));
+        }
+    }
+    seqs
+}
+
+fn ok(ack: &Value) {
+    assert_eq!(ack["ok"], true, "request failed: {ack}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_to_every_node_reach_every_node_once_in_order() {
+    let Some((database, redis)) = engines().await else {
+        return;
+    };
+    let cluster = Cluster::start(database, Some(&redis), 3).await;
+    let mut clients = Vec::new();
+    for (index, node) in cluster.nodes.iter().enumerate() {
+        let client = RawClient::as_user(node, &format!("user{index}")).await;
+        client.join("shared").await;
+        clients.push(client);
+    }
+    const EACH: usize = 40;
+    // Every client sends at once, without waiting for its acks: three servers insert into one
+    // room concurrently.
+    let mut acks = Vec::new();
+    for client in &clients {
+        for n in 0..EACH {
+            acks.push(client.start_request("message:send", send_args("shared", &format!("m{n}"))));
+        }
+    }
+    for ack in acks {
+        ok(&tokio::time::timeout(support::PATIENCE, ack)
+            .await
+            .expect("acked in time")
+            .expect("ack"));
+    }
+    let total = EACH * clients.len();
+    for (index, client) in clients.iter_mut().enumerate() {
+        assert_eq!(
+            receive_seqs(client, "shared", total).await,
+            (1..=total as u64).collect::<Vec<_>>(),
+            "client on node {index}: every message once, in seq order"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_events_cross_nodes_through_redis() {
+    let Some((database, redis)) = engines().await else {
+        return;
+    };
+    let cluster = Cluster::start(database, Some(&redis), 2).await;
+    let mut watcher = RawClient::as_user(&cluster.nodes[1], "watcher").await;
+    watcher.join("r").await;
+    let typer = RawClient::as_user(&cluster.nodes[0], "typer").await;
+    typer.join("r").await;
+    // The watcher hears of its own join first, from its own node.
+    let member = loop {
+        let member = watcher.next_event("room:member").await;
+        if member["user"] != "watcher" {
+            break member;
+        }
+    };
+    assert_eq!(
+        (member["user"].as_str(), member["joined"].as_bool()),
+        (Some("typer"), Some(true))
+    );
+    ok(&typer.request("typing:start", json!({ "room": "r" })).await);
+    let typing = watcher.next_event("typing:update").await;
+    assert_eq!(
+        (typing["user"].as_str(), typing["typing"].as_bool()),
+        (Some("typer"), Some(true))
+    );
+    let sent = typer.say("r", "hello").await;
+    ok(&sent);
+    let seq = sent["seq"].as_u64().expect("seq");
+    assert_eq!(receive_seqs(&mut watcher, "r", 1).await, vec![seq]);
+    ok(&watcher
+        .request("receipt:read", json!({ "room": "r", "up_to_seq": seq }))
+        .await);
+    let mut typer = typer;
+    let receipt = typer.next_event("receipt:update").await;
+    assert_eq!(
+        (receipt["user"].as_str(), receipt["read_seq"].as_u64()),
+        (Some("watcher"), Some(seq))
+    );
+}
+
+/// Redis is killed in the middle of a stream of messages and started again: the receiver on
+/// the other node still gets every message once, in order (messages never depend on Redis),
+/// and room events cross nodes again once Redis is back (the driver subscribes again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_mid_stream_loses_no_message_and_room_events_come_back() {
+    let Some((database, mut redis)) = engines().await else {
+        return;
+    };
+    let cluster = Cluster::start(database, Some(&redis), 2).await;
+    let mut receiver = RawClient::as_user(&cluster.nodes[1], "receiver").await;
+    receiver.join("r").await;
+    let sender = RawClient::as_user(&cluster.nodes[0], "sender").await;
+    sender.join("r").await;
+    const TOTAL: usize = 150;
+    for n in 0..TOTAL {
+        if n == TOTAL / 3 {
+            redis.kill().await;
+        }
+        if n == 2 * TOTAL / 3 {
+            redis.restart().await;
+        }
+        ok(&sender.say("r", &format!("m{n}")).await);
+    }
+    assert_eq!(
+        receive_seqs(&mut receiver, "r", TOTAL).await,
+        (1..=TOTAL as u64).collect::<Vec<_>>()
+    );
+    // Room events: typing from the sender's node reaches the receiver again, once the
+    // sender's and the receiver's servers are subscribed to the new Redis.
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    loop {
+        ok(&sender.request("typing:start", json!({ "room": "r" })).await);
+        let heard = tokio::time::timeout(
+            Duration::from_millis(500),
+            receiver.next_event("typing:update"),
+        );
+        if let Ok(update) = heard.await {
+            if update["typing"] == true {
+                break;
+            }
+        }
+        ok(&sender.request("typing:stop", json!({ "room": "r" })).await);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "room events did not cross nodes again after Redis came back"
+        );
+    }
+}
+
+/// The commit-notice connection of the receiving node is cut (its PostgreSQL backend
+/// terminated) just before the last message of a quiet room is stored elsewhere: no notice
+/// and no later message reveal it, and it still arrives, from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_message_of_a_quiet_room_arrives_when_its_notice_is_lost() {
+    let Some(database) = PostgresDatabase::create().await else {
+        return;
+    };
+    let cluster = Cluster::start(database, None, 2).await;
+    let mut receiver = RawClient::as_user(&cluster.nodes[1], "receiver").await;
+    receiver.join("quiet").await;
+    let sender = RawClient::as_user(&cluster.nodes[0], "sender").await;
+    sender.join("quiet").await;
+    ok(&sender.say("quiet", "first").await);
+    assert_eq!(receive_seqs(&mut receiver, "quiet", 1).await, vec![1]);
+
+    let cut = terminate_listeners(&cluster.database).await;
+    assert!(cut >= 2, "each node listens for notices ({cut} cut)");
+    ok(&sender.say("quiet", "last").await);
+    assert_eq!(receive_seqs(&mut receiver, "quiet", 1).await, vec![2]);
+}
+
+/// Terminates every backend of `database` listening for commit notices; how many.
+async fn terminate_listeners(database: &PostgresDatabase) -> u64 {
+    let (client, connection) = tokio_postgres::connect(database.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND query LIKE 'LISTEN%'",
+            &[&database.name()],
+        )
+        .await
+        .expect("terminates");
+    rows.len() as u64
+}
+
+/// A client whose node went away resends on another node what the first never acked: it is
+/// stored once, and the receiver gets each message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_to_another_node_is_stored_once() {
+    let Some(database) = PostgresDatabase::create().await else {
+        return;
+    };
+    let cluster = Cluster::start(database, None, 2).await;
+    let mut receiver = RawClient::as_user(&cluster.nodes[1], "receiver").await;
+    receiver.join("r").await;
+    let first = RawClient::as_user(&cluster.nodes[0], "sender").await;
+    first.join("r").await;
+    let args = send_args("r", "once");
+    let original = first.request("message:send", args.clone()).await;
+    ok(&original);
+    drop(first);
+    let second = RawClient::as_user(&cluster.nodes[1], "sender").await;
+    second.join("r").await;
+    let again = second.request("message:send", args).await;
+    ok(&again);
+    assert_eq!(
+        again["data"]["seq"], original["data"]["seq"],
+        "the original's seq"
+    );
+    ok(&second.say("r", "after").await);
+    assert_eq!(receive_seqs(&mut receiver, "r", 2).await, vec![1, 2]);
+}
