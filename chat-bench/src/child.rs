@@ -23,7 +23,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct ChildConfig {
     /// The executable.
     pub exe: PathBuf,
-    /// The SQLite file.
+    /// The SQLite file, or a `postgres://` URL.
     pub db: PathBuf,
     /// The token secret.
     pub secret: String,
@@ -35,6 +35,8 @@ pub struct ChildConfig {
     pub resume_extension: bool,
     /// Whether the server offers `message:send_batch` (else it runs with `--no-send-batch`).
     pub send_batch_extension: bool,
+    /// The Redis the nodes of a multi-node run share.
+    pub redis: Option<String>,
 }
 
 /// A running child server.
@@ -105,6 +107,9 @@ impl ChildServer {
             .kill_on_drop(true);
         if !self.config.durable {
             command.arg("--no-fsync");
+        }
+        if let Some(redis) = &self.config.redis {
+            command.arg("--redis").arg(redis);
         }
         if !self.config.resume_extension {
             command.arg("--no-resume");

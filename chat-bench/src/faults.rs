@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_testkit::Relay;
+use chat_testkit::{RedisServer, Relay};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use tokio::sync::Mutex;
@@ -19,10 +19,13 @@ use crate::opts::FaultKind;
 /// What the injector can act on.
 #[derive(Debug)]
 pub struct FaultTargets {
-    /// The relay clients connect through, when reset or blackhole are asked for.
-    pub relay: Option<Arc<Relay>>,
-    /// The server process, when the bench started it.
-    pub server: Option<Arc<Mutex<ChildServer>>>,
+    /// The relays clients connect through (one per node), when reset or blackhole are
+    /// asked for.
+    pub relays: Vec<Arc<Relay>>,
+    /// The server processes the bench started (one per node).
+    pub servers: Vec<Arc<Mutex<ChildServer>>>,
+    /// The Redis the bench started for its nodes.
+    pub redis: Option<Arc<Mutex<RedisServer>>>,
 }
 
 /// Which faults, how often and for how long.
@@ -65,54 +68,97 @@ pub async fn inject(
             round.shuffle(&mut rng);
         }
         let Some(kind) = round.pop() else { break };
-        apply(kind, downtime, &targets, &live).await?;
+        let victim = injected.iter().filter(|k| **k == kind).count();
+        apply(kind, downtime, &targets, &live, victim).await?;
         injected.push(kind);
         next += every;
     }
     Ok(injected)
 }
 
+/// Applies one fault; `victim` picks the node of a `node-kill` (in turn).
 async fn apply(
     kind: FaultKind,
     downtime: Duration,
     targets: &FaultTargets,
     live: &Live,
+    victim: usize,
 ) -> Result<(), BenchError> {
     let missing = |what: &str| {
         BenchError::Usage(format!(
             "the {what} fault needs {}",
             match what {
-                "kick" | "restart" => "a server started by the bench (not --url)",
+                "kick" | "restart" | "node-kill" => "a server started by the bench (not --url)",
+                "redis-restart" => "the Redis the bench starts (--nodes 2 or more, no --redis)",
                 _ => "the relay",
             }
         ))
     };
     match kind {
         FaultKind::Kick => {
-            let server = targets.server.as_ref().ok_or_else(|| missing("kick"))?;
-            server.lock().await.kick().await?;
+            if targets.servers.is_empty() {
+                return Err(missing("kick"));
+            }
+            for server in &targets.servers {
+                server.lock().await.kick().await?;
+            }
         }
-        FaultKind::Reset => {
-            let relay = targets.relay.as_ref().ok_or_else(|| missing("reset"))?;
-            relay.refuse_new(true);
-            relay.reset_all();
+        FaultKind::Reset | FaultKind::Blackhole => {
+            if targets.relays.is_empty() {
+                return Err(missing(if kind == FaultKind::Reset {
+                    "reset"
+                } else {
+                    "blackhole"
+                }));
+            }
+            for relay in &targets.relays {
+                relay.refuse_new(true);
+                if kind == FaultKind::Reset {
+                    relay.reset_all();
+                } else {
+                    relay.blackhole_all();
+                }
+            }
             tokio::time::sleep(downtime).await;
-            relay.refuse_new(false);
-        }
-        FaultKind::Blackhole => {
-            let relay = targets.relay.as_ref().ok_or_else(|| missing("blackhole"))?;
-            relay.refuse_new(true);
-            relay.blackhole_all();
-            tokio::time::sleep(downtime).await;
-            relay.refuse_new(false);
+            for relay in &targets.relays {
+                relay.refuse_new(false);
+            }
         }
         FaultKind::Restart => {
-            let server = targets.server.as_ref().ok_or_else(|| missing("restart"))?;
-            let mut server = server.lock().await;
-            server.kill().await;
+            if targets.servers.is_empty() {
+                return Err(missing("restart"));
+            }
+            let mut servers = Vec::new();
+            for server in &targets.servers {
+                let mut server = server.clone().lock_owned().await;
+                server.kill().await;
+                servers.push(server);
+            }
             tokio::time::sleep(downtime).await;
-            server.resume().await?;
+            for server in &mut servers {
+                server.resume().await?;
+            }
             live.server_back_us.store(live.now_us(), Ordering::Relaxed);
+        }
+        FaultKind::NodeKill => {
+            if targets.servers.len() < 2 {
+                return Err(missing("node-kill"));
+            }
+            let node = &targets.servers[victim % targets.servers.len()];
+            let mut node = node.lock().await;
+            node.kill().await;
+            tokio::time::sleep(downtime).await;
+            node.resume().await?;
+        }
+        FaultKind::RedisRestart => {
+            let redis = targets
+                .redis
+                .as_ref()
+                .ok_or_else(|| missing("redis-restart"))?;
+            let mut redis = redis.lock().await;
+            redis.kill().await;
+            tokio::time::sleep(downtime).await;
+            redis.restart().await;
         }
     }
     tracing::debug!(?kind, "fault injected");

@@ -17,8 +17,14 @@ pub enum FaultKind {
     /// connections for `--downtime`.
     Blackhole,
     /// The server process is killed with SIGKILL and started again on the same database
-    /// after `--downtime`.
+    /// after `--downtime` (every node, with `--nodes`).
     Restart,
+    /// One node (the next in turn) is killed with SIGKILL and started again after
+    /// `--downtime`; its clients move to the other nodes meanwhile. Needs `--nodes` 2 or more.
+    NodeKill,
+    /// The Redis the bench started is killed with SIGKILL and started again, empty, after
+    /// `--downtime`. Needs `--nodes` 2 or more and no `--redis`.
+    RedisRestart,
 }
 
 /// Which client drives the load.
@@ -108,6 +114,19 @@ pub struct Opts {
     /// Write a plot (SVG) to this file: latency by percentile, or with `--sweep` p99 against rate.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Start this many server processes on one PostgreSQL (`--db`) and one Redis, and spread
+    /// the clients over them (each client may fail over to every other node).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub nodes: u32,
+    /// With `--nodes`: the PostgreSQL server, as the URL of a role that may create databases
+    /// (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`); the bench creates a fresh database on
+    /// it for the run and drops it afterwards.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+    /// With `--nodes`: the Redis the nodes share; without it the bench starts one
+    /// (`redis-server` on PATH), which the `redis-restart` fault needs.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
     /// Target an external server instead of starting one (kick and restart are then unavailable).
     #[arg(long, requires = "jwt_secret")]
     pub url: Option<String>,
@@ -196,7 +215,9 @@ fn parse_fault(value: &str) -> Result<Option<FaultKind>, String> {
         return Ok(None);
     }
     FaultKind::from_str(value, true).map(Some).map_err(|_| {
-        format!("unknown fault {value:?}: use kick, reset, blackhole, restart or none")
+        format!(
+            "unknown fault {value:?}: use kick, reset, blackhole, restart, node-kill, redis-restart or none"
+        )
     })
 }
 

@@ -312,7 +312,10 @@ pub fn human(report: &Report) -> String {
         let kinds: Vec<String> = c
             .faults
             .iter()
-            .map(|f| format!("{f:?}").to_lowercase())
+            .map(|f| {
+                clap::ValueEnum::to_possible_value(f)
+                    .map_or_else(|| format!("{f:?}"), |v| v.get_name().to_owned())
+            })
             .collect();
         format!(
             "{} every {}s, downtime {}s",

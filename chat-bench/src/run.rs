@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_protocol::UserId;
-use chat_testkit::Relay;
+use chat_testkit::{PostgresDatabase, RedisServer, Relay};
 use futures_util::future::join_all;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -34,8 +34,16 @@ pub struct Target {
     pub url: String,
     /// Its token secret.
     pub secret: String,
-    /// The child process, when the bench started it.
+    /// The child process, when the bench started it (the first node, with `--nodes`).
     pub child: Option<Arc<Mutex<ChildServer>>>,
+    /// Every node the bench started, the first included.
+    pub nodes: Vec<Arc<Mutex<ChildServer>>>,
+    /// Each node's URL as clients see it without a relay (the first is `url`).
+    pub urls: Vec<String>,
+    /// The Redis the bench started for its nodes.
+    pub redis: Option<Arc<Mutex<RedisServer>>>,
+    /// The database the bench created for its nodes.
+    pub database: Option<PostgresDatabase>,
     /// Scratch space (server database, client outboxes).
     pub dir: tempfile::TempDir,
 }
@@ -51,8 +59,12 @@ impl Target {
                 .ok_or_else(|| BenchError::Usage("--url needs --jwt-secret".into()))?;
             return Ok(Self {
                 url: url.clone(),
+                urls: vec![url.clone()],
                 secret,
                 child: None,
+                nodes: Vec::new(),
+                redis: None,
+                database: None,
                 dir,
             });
         }
@@ -61,20 +73,61 @@ impl Target {
             Some(exe) => exe.clone(),
             None => std::env::current_exe()?,
         };
-        let child = ChildServer::start(ChildConfig {
+        let (database, redis) = if opts.nodes > 1 {
+            let admin = opts
+                .db
+                .as_deref()
+                .ok_or_else(|| BenchError::Usage("--nodes needs --db postgres://…".into()))?;
+            let database = PostgresDatabase::create_on(admin)
+                .await
+                .map_err(BenchError::Server)?;
+            let redis = match &opts.redis {
+                Some(url) => (url.clone(), None),
+                None => {
+                    let server = RedisServer::start().await.ok_or_else(|| {
+                        BenchError::Server(
+                            "--nodes without --redis starts redis-server, which is not on PATH"
+                                .into(),
+                        )
+                    })?;
+                    (server.url(), Some(server))
+                }
+            };
+            (Some(database), Some(redis))
+        } else {
+            (None, None)
+        };
+        let db = match &database {
+            Some(database) => PathBuf::from(database.url()),
+            None => crate::child::db_path(dir.path()),
+        };
+        let config = ChildConfig {
             exe,
-            db: crate::child::db_path(dir.path()),
+            db,
             secret: secret.clone(),
             durable: !opts.no_fsync,
             raised_limits: opts.server_limits == crate::opts::ServerLimits::Raised,
             resume_extension: !opts.no_resume,
             send_batch_extension: !opts.no_send_batch,
-        })
-        .await?;
+            redis: redis.as_ref().map(|(url, _)| url.clone()),
+        };
+        let mut nodes = Vec::new();
+        let mut urls = Vec::new();
+        for _ in 0..opts.nodes {
+            let node = ChildServer::start(config.clone()).await?;
+            urls.push(format!("http://{}", node.addr()));
+            nodes.push(Arc::new(Mutex::new(node)));
+        }
         Ok(Self {
-            url: format!("http://{}", child.addr()),
+            url: urls[0].clone(),
+            urls,
             secret,
-            child: Some(Arc::new(Mutex::new(child))),
+            child: nodes.first().cloned(),
+            nodes,
+            redis: redis
+                .and_then(|(_, server)| server)
+                .map(|server| Arc::new(Mutex::new(server))),
+            database,
             dir,
         })
     }
@@ -86,10 +139,15 @@ impl Target {
             .map_err(|e| BenchError::Usage(e.to_string()))
     }
 
-    /// Stops the embedded server.
+    /// Stops the embedded servers, and drops the database made for them.
     pub async fn stop(&self) {
-        if let Some(child) = &self.child {
-            child.lock().await.stop().await;
+        for node in &self.nodes {
+            node.lock().await.stop().await;
+        }
+        if let Some(database) = &self.database {
+            if let Err(e) = database.drop_database().await {
+                tracing::warn!(error = %e, database = database.name(), "bench database not dropped");
+            }
         }
     }
 }
@@ -112,6 +170,26 @@ fn validate(opts: &Opts) -> Result<(), BenchError> {
             "kick and restart need the server the bench starts; with --url use --faults reset,blackhole".into(),
         ));
     }
+    let kinds = opts.fault_kinds();
+    if opts.nodes < 2
+        && kinds
+            .iter()
+            .any(|k| matches!(k, FaultKind::NodeKill | FaultKind::RedisRestart))
+    {
+        return Err(BenchError::Usage(
+            "node-kill and redis-restart need --nodes 2 or more".into(),
+        ));
+    }
+    if opts.redis.is_some() && kinds.contains(&FaultKind::RedisRestart) {
+        return Err(BenchError::Usage(
+            "redis-restart restarts the Redis the bench starts; drop --redis".into(),
+        ));
+    }
+    if opts.nodes > 1 && opts.url.is_some() {
+        return Err(BenchError::Usage(
+            "--nodes starts the servers; drop --url".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -126,7 +204,11 @@ pub fn configuration(opts: &Opts) -> Configuration {
         fault_every_s: opts.fault_every.as_secs_f64(),
         downtime_s: opts.downtime.as_secs_f64(),
         seed: opts.seed,
-        server: opts.url.clone().unwrap_or_else(|| "embedded".into()),
+        server: match (&opts.url, opts.nodes) {
+            (Some(url), _) => url.clone(),
+            (None, 1) => "embedded".into(),
+            (None, nodes) => format!("{nodes} embedded nodes on PostgreSQL and Redis"),
+        },
         durable: !opts.no_fsync,
         server_limits: match (&opts.url, opts.server_limits) {
             (Some(_), _) => "external".into(),
@@ -201,26 +283,28 @@ pub(crate) async fn run_once(
         || kinds
             .iter()
             .any(|k| matches!(k, FaultKind::Reset | FaultKind::Blackhole));
-    let relay = if needs_relay {
-        let upstream = target
-            .url
-            .trim_start_matches("http://")
-            .parse()
-            .map_err(|_| {
-                BenchError::Usage(format!(
-                    "the relay needs an http://host:port URL, got {}",
-                    target.url
-                ))
-            })?;
-        Some(Arc::new(
-            Relay::start_shaped(upstream, opts.link_shape().unwrap_or_default()).await?,
-        ))
+    let mut relays = Vec::new();
+    if needs_relay {
+        for node_url in &target.urls {
+            let upstream = node_url
+                .trim_start_matches("http://")
+                .parse()
+                .map_err(|_| {
+                    BenchError::Usage(format!(
+                        "the relay needs an http://host:port URL, got {node_url}"
+                    ))
+                })?;
+            relays.push(Arc::new(
+                Relay::start_shaped(upstream, opts.link_shape().unwrap_or_default()).await?,
+            ));
+        }
+    }
+    // What clients connect to: each node's relay, or the node itself.
+    let node_urls: Vec<String> = if relays.is_empty() {
+        target.urls.clone()
     } else {
-        None
+        relays.iter().map(|relay| relay.url()).collect()
     };
-    let url = relay
-        .as_ref()
-        .map_or_else(|| target.url.clone(), |r| r.url());
     let outbox_dir: Option<PathBuf> =
         (!opts.in_memory_outbox).then(|| target.dir.path().join(format!("outboxes-{tag}")));
     if let Some(dir) = &outbox_dir {
@@ -235,8 +319,12 @@ pub(crate) async fn run_once(
     let indices: Vec<u32> = (0..clients).collect();
     for batch in indices.chunks(CONNECT_BATCH) {
         let attempts = batch.iter().map(|&index| {
-            let (url, outbox_dir, room) =
-                (url.clone(), outbox_dir.clone(), room_of[index as usize]);
+            // Client `index` starts on node `index % nodes` and fails over to the others in turn.
+            let home = index as usize % node_urls.len();
+            let urls: Vec<String> = (0..node_urls.len())
+                .map(|offset| node_urls[(home + offset) % node_urls.len()].clone())
+                .collect();
+            let (outbox_dir, room) = (outbox_dir.clone(), room_of[index as usize]);
             let token = target.token(&format!("bench-{prefix}-{index}"));
             let prefix = prefix.clone();
             async move {
@@ -247,7 +335,7 @@ pub(crate) async fn run_once(
                             index,
                             room,
                             &prefix,
-                            &url,
+                            &urls,
                             token,
                             outbox_dir.as_deref(),
                             transport,
@@ -255,7 +343,7 @@ pub(crate) async fn run_once(
                         .await?,
                     ),
                     ClientKind::Raw => {
-                        Connected::Raw(raw::connect(index, room, &prefix, &url, token).await?)
+                        Connected::Raw(raw::connect(index, room, &prefix, &urls[0], token).await?)
                     }
                 })
             }
@@ -301,8 +389,9 @@ pub(crate) async fn run_once(
     let faults = tokio::spawn(inject(
         plan,
         FaultTargets {
-            relay: relay.clone(),
-            server: target.child.clone(),
+            relays: relays.clone(),
+            servers: target.nodes.clone(),
+            redis: target.redis.clone(),
         },
         live.clone(),
         start,
@@ -369,10 +458,12 @@ pub(crate) async fn run_once(
 
 /// CPU seconds so far of the bench process and of the server it started.
 async fn cpu_now(target: &Target) -> (Option<f64>, Option<f64>) {
-    let server = match &target.child {
-        Some(child) => child.lock().await.cpu_seconds(),
-        None => None,
-    };
+    let mut server = None;
+    for node in &target.nodes {
+        if let Some(seconds) = node.lock().await.cpu_seconds() {
+            server = Some(server.unwrap_or(0.0) + seconds);
+        }
+    }
     (crate::cpu::process_seconds(None), server)
 }
 

@@ -34,13 +34,20 @@ pub async fn connect(
     index: u32,
     room: u32,
     prefix: &str,
-    url: &str,
+    urls: &[String],
     token: String,
     store_dir: Option<&Path>,
     transport: SdkTransport,
 ) -> Result<SdkClient, BenchError> {
     let fail = |message: String| BenchError::Client { index, message };
-    let mut builder = builder(url, token)
+    let (first, others) = urls
+        .split_first()
+        .ok_or_else(|| fail("no server URL".into()))?;
+    let mut builder = builder(first, token);
+    for url in others {
+        builder = builder.fallback_url(url);
+    }
+    let mut builder = builder
         .outbox_capacity(1_000_000)
         .transport(match transport {
             SdkTransport::Websocket => Arc::new(WebSocketTransport),

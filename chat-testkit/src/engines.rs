@@ -2,8 +2,9 @@
 //! the server `CHAT_TEST_POSTGRES` names, and a Redis server of the test's own (from the
 //! `redis-server` binary, or `CHAT_TEST_REDIS_SERVER`) that it can kill and restart.
 //!
-//! `scripts/engines.sh` installs and starts both and prints these variables. When they are not
-//! set a test that needs them says so on stderr and passes without running, unless
+//! `scripts/engines.sh` installs and starts both and prints these variables; without them the
+//! PostgreSQL it sets up (`chat:chat@127.0.0.1:5432`) and `redis-server` on `PATH` are used.
+//! When neither is there a test that needs them says so on stderr and passes without running, unless
 //! `CHAT_REQUIRE_ENGINES=1` (CI sets it): then it fails, so nothing is skipped where the
 //! engines are meant to be.
 
@@ -29,36 +30,91 @@ fn unavailable(what: &str, why: &str) {
     eprintln!("not run: {what} {why}; start the engines with `eval \"$(scripts/engines.sh)\"`");
 }
 
+/// Where `scripts/engines.sh` puts PostgreSQL, tried when `CHAT_TEST_POSTGRES` is not set.
+const DEFAULT_POSTGRES: &str = "postgres://chat:chat@127.0.0.1:5432/postgres";
+
 /// A database of its own for one test, on the PostgreSQL server of `CHAT_TEST_POSTGRES`.
 #[derive(Debug, Clone)]
 pub struct PostgresDatabase {
     url: String,
     name: String,
+    admin: String,
 }
 
 impl PostgresDatabase {
     /// Creates a new, empty database; `None` (after saying why) when no server is configured.
     pub async fn create() -> Option<Self> {
-        let Ok(admin) = std::env::var("CHAT_TEST_POSTGRES") else {
-            unavailable("PostgreSQL", "CHAT_TEST_POSTGRES is not set");
-            return None;
+        let (admin, configured) = match std::env::var("CHAT_TEST_POSTGRES") {
+            Ok(url) => (url, true),
+            Err(_) => (DEFAULT_POSTGRES.to_owned(), false),
         };
-        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        let (client, connection) = match tokio_postgres::connect(&admin, tokio_postgres::NoTls)
             .await
-            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin}: {e}"));
+        {
+            Ok(connected) => connected,
+            Err(e) if configured => panic!("cannot reach PostgreSQL at {admin}: {e}"),
+            Err(_) => {
+                unavailable(
+                        "PostgreSQL",
+                        "CHAT_TEST_POSTGRES is not set and none answers as scripts/engines.sh sets it up",
+                    );
+                return None;
+            }
+        };
+        drop((client, connection));
+        match Self::create_on(&admin).await {
+            Ok(database) => Some(database),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Creates a new, empty database on the server `admin` (a `postgres://` URL of a role
+    /// that may create databases) reaches.
+    pub async fn create_on(admin: &str) -> Result<Self, String> {
+        let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("cannot reach PostgreSQL at {admin}: {e}"))?;
         let driver = tokio::spawn(connection);
         let name = format!("chat_test_{}", uuid::Uuid::new_v4().simple());
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
-            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+            .map_err(|e| format!("cannot create database {name}: {e}"))?;
         drop(client);
         let _ = driver.await;
         let url = match admin.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{name}"),
-            None => panic!("CHAT_TEST_POSTGRES must end with /DATABASE: {admin}"),
+            Some((server, _)) if server.contains("://") && !server.ends_with('/') => {
+                format!("{server}/{name}")
+            }
+            _ => {
+                return Err(format!(
+                    "the PostgreSQL URL must end with /DATABASE: {admin}"
+                ))
+            }
         };
-        Some(Self { url, name })
+        Ok(Self {
+            url,
+            name,
+            admin: admin.to_owned(),
+        })
+    }
+
+    /// Drops the database (every connection to it must be closed).
+    pub async fn drop_database(&self) -> Result<(), String> {
+        let (client, connection) = tokio_postgres::connect(&self.admin, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(connection);
+        let dropped = client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await
+            .map_err(|e| e.to_string());
+        drop(client);
+        let _ = driver.await;
+        dropped
     }
 
     /// The database's URL.

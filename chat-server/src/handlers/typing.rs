@@ -27,7 +27,7 @@ async fn announce_typing(app: &AppState, io: &Io, update: &TypingUpdate, typer: 
             {
                 Err(BroadcastError::Adapter(e)) => {
                     crate::metrics::ADAPTER_ERRORS.add(1);
-                    tracing::warn!(error = %e, "typing update not sent to the other servers");
+                    tracing::debug!(error = %e, "typing update not sent to the other servers");
                 }
                 _ => return,
             }
