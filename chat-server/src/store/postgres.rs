@@ -1,6 +1,7 @@
 //! The PostgreSQL store, for several servers on one database.
 //!
-//! Every operation is one transaction on a pooled connection. A room's `seq` comes from a
+//! Every operation is one transaction on a pooled connection; appends are group-committed
+//! ([`group_commits`]): the appends waiting when a transaction starts share it. A room's `seq` comes from a
 //! counter on its row, moved by the `UPDATE` of the transaction that inserts the message:
 //! the row lock makes concurrent appends to a room (from any server) take turns, and an
 //! aborted transaction takes its increment back with it, so `seq`s stay unique and gap-free
@@ -24,7 +25,7 @@ use chat_protocol::results::MemberWatermarks;
 use chat_protocol::{Body, ClientId, Message, RoomId, Seq, Timestamp, UserId};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
@@ -56,9 +57,19 @@ impl Default for PostgresOptions {
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: Pool,
-    feed: Option<Feed>,
+    appends: mpsc::UnboundedSender<AppendJob>,
     closed: AtomicBool,
 }
+
+/// One `append` or `append_batch` waiting for the group commit.
+#[derive(Debug)]
+struct AppendJob {
+    messages: Vec<NewMessage>,
+    reply: oneshot::Sender<Result<Vec<Appended>, StoreError>>,
+}
+
+/// Most messages one group commit takes.
+const MAX_GROUP_MESSAGES: usize = 2_000;
 
 impl PostgresStore {
     /// Connects to `url` (a `postgres://` URL), migrates the schema and checks the database
@@ -88,9 +99,12 @@ impl PostgresStore {
             .map_err(|e| StoreError::Config(format!("PostgreSQL pool: {e}")))?;
         let mut client = pool.get().await?;
         postgres_schema::migrate(&mut client).await?;
+        drop(client);
+        let (appends, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(group_commits(pool.clone(), feed, waiting));
         Ok(Self {
             pool,
-            feed,
+            appends,
             closed: AtomicBool::new(false),
         })
     }
@@ -102,52 +116,15 @@ impl PostgresStore {
         Ok(self.pool.get().await?)
     }
 
-    async fn publish(&self, messages: Vec<Message>) {
-        if let Some(feed) = &self.feed {
-            for message in messages {
-                let _ = feed.send(message).await;
-            }
-        }
-    }
-
     async fn append_all(&self, messages: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let mut rooms: Vec<String> = messages.iter().map(|m| m.room.to_string()).collect();
-        rooms.sort();
-        rooms.dedup();
-        if rooms.len() > 1 {
-            let lock = tx
-                .prepare_cached("SELECT id FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-                .await?;
-            tx.query(&lock, &[&rooms]).await?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
         }
-        let mut appended = Vec::with_capacity(messages.len());
-        let mut heads: BTreeMap<String, i64> = BTreeMap::new();
-        for message in messages {
-            let outcome = append_in(&tx, message).await?;
-            if let Appended::Stored(stored) = &outcome {
-                heads.insert(stored.room.to_string(), stored.seq as i64);
-            }
-            appended.push(outcome);
-        }
-        if !heads.is_empty() {
-            let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
-            for (room, seq) in &heads {
-                tx.execute(&notify, &[&CHANNEL, &format!("{seq} {room}")])
-                    .await?;
-            }
-        }
-        tx.commit().await?;
-        let stored: Vec<Message> = appended
-            .iter()
-            .filter_map(|a| match a {
-                Appended::Stored(message) => Some(message.clone()),
-                _ => None,
-            })
-            .collect();
-        self.publish(stored).await;
-        Ok(appended)
+        let (reply, answer) = oneshot::channel();
+        self.appends
+            .send(AppendJob { messages, reply })
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Aborted)?
     }
 
     async fn move_watermarks(
@@ -197,6 +174,126 @@ impl PostgresStore {
             read_moved_by: new_read - old_read,
         }))
     }
+}
+
+/// Commits appends in groups, one transaction at a time: every append waiting when a
+/// transaction starts goes into it (each in a savepoint of its own, so one that fails takes
+/// back only its own messages), and one commit — one WAL flush, one hold of each room's row
+/// lock — covers them all. Under load the lock of a busy room is then taken once per group
+/// instead of once per message, which is what bounds a room's rate. Alone, an append is its
+/// own group and waits for nothing.
+async fn group_commits(
+    pool: Pool,
+    feed: Option<Feed>,
+    mut waiting: mpsc::UnboundedReceiver<AppendJob>,
+) {
+    while let Some(first) = waiting.recv().await {
+        let mut count = first.messages.len();
+        let mut jobs = vec![first];
+        while count < MAX_GROUP_MESSAGES {
+            match waiting.try_recv() {
+                Ok(job) => {
+                    count += job.messages.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let batches: Vec<Vec<NewMessage>> = jobs
+            .iter_mut()
+            .map(|job| std::mem::take(&mut job.messages))
+            .collect();
+        match commit_group(&pool, batches).await {
+            Ok(outcomes) => {
+                if let Some(feed) = &feed {
+                    for appended in outcomes.iter().flatten().flatten() {
+                        if let Appended::Stored(message) = appended {
+                            let _ = feed.send(message.clone()).await;
+                        }
+                    }
+                }
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(StoreError::Commit(reason.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// One group's transaction: each batch's outcome, or the error that kept the whole
+/// transaction from committing.
+async fn commit_group(
+    pool: &Pool,
+    batches: Vec<Vec<NewMessage>>,
+) -> Result<Vec<Result<Vec<Appended>, StoreError>>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let mut rooms: Vec<String> = batches
+        .iter()
+        .flatten()
+        .map(|m| m.room.to_string())
+        .collect();
+    rooms.sort();
+    rooms.dedup();
+    if rooms.len() > 1 {
+        let lock = tx
+            .prepare_cached("SELECT id FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .await?;
+        tx.query(&lock, &[&rooms]).await?;
+    }
+    let alone = batches.len() == 1;
+    let mut outcomes = Vec::with_capacity(batches.len());
+    let mut heads: BTreeMap<String, i64> = BTreeMap::new();
+    for batch in batches {
+        if !alone {
+            tx.batch_execute("SAVEPOINT job").await?;
+        }
+        let mut appended = Vec::with_capacity(batch.len());
+        let mut failed = None;
+        for message in batch {
+            match append_in(&tx, message).await {
+                Ok(outcome) => appended.push(outcome),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => {
+                if !alone {
+                    tx.batch_execute("RELEASE SAVEPOINT job").await?;
+                }
+                for outcome in &appended {
+                    if let Appended::Stored(stored) = outcome {
+                        heads.insert(stored.room.to_string(), stored.seq as i64);
+                    }
+                }
+                outcomes.push(Ok(appended));
+            }
+            Some(e) if alone => return Err(e),
+            Some(e) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")
+                    .await?;
+                outcomes.push(Err(e));
+            }
+        }
+    }
+    if !heads.is_empty() {
+        let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
+        for (room, seq) in &heads {
+            tx.execute(&notify, &[&CHANNEL, &format!("{seq} {room}")])
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 /// Listens for other servers' commits on `url` and sends each room's new head on `heads`
@@ -308,20 +405,28 @@ fn parse<T, E: std::fmt::Display>(what: &str, value: Result<T, E>) -> Result<T, 
 const MESSAGE_COLUMNS: &str = "room, seq, sender, client_id, body, ts, reply_to";
 
 fn to_message(row: &Row) -> Result<Message, StoreError> {
-    let room = parse("room", RoomId::new(row.get::<_, String>(0)))?;
-    let seq = to_seq(row.get(1));
+    to_message_at(row, 0)
+}
+
+/// The message in the seven columns of `row` from `at` on.
+fn to_message_at(row: &Row, at: usize) -> Result<Message, StoreError> {
+    let room = parse("room", RoomId::new(row.get::<_, String>(at)))?;
+    let seq = to_seq(row.get(at + 1));
     Ok(Message {
         id: message_id(&room, seq),
         room,
         seq,
-        sender: parse("sender", UserId::new(row.get::<_, String>(2)))?,
-        client_id: parse("client_id", row.get::<_, String>(3).parse::<ClientId>())?,
+        sender: parse("sender", UserId::new(row.get::<_, String>(at + 2)))?,
+        client_id: parse(
+            "client_id",
+            row.get::<_, String>(at + 3).parse::<ClientId>(),
+        )?,
         body: parse(
             "body",
-            Body::with_limit(row.get::<_, String>(4), usize::MAX),
+            Body::with_limit(row.get::<_, String>(at + 4), usize::MAX),
         )?,
-        ts: row.get(5),
-        reply_to: row.get::<_, Option<i64>>(6).map(to_seq),
+        ts: row.get(at + 5),
+        reply_to: row.get::<_, Option<i64>>(at + 6).map(to_seq),
     })
 }
 
@@ -427,29 +532,39 @@ async fn original(
         .transpose()
 }
 
-/// Stores `message` with its room's next `seq` unless `(sender, client_id)` exists. The
-/// counter moves inside a savepoint, taken back when the insert finds that a concurrent
-/// transaction stored the same key first.
+/// Stores `message` with its room's next `seq` unless `(sender, client_id)` exists, in two
+/// round trips: one reads the original and the membership, one moves the counter and
+/// inserts. When the insert finds that a concurrent transaction stored the same key first,
+/// the counter is moved back (this transaction holds the room's row lock, so nobody moved
+/// it since) and the original is answered.
 async fn append_in(tx: &Transaction<'_>, message: NewMessage) -> Result<Appended, StoreError> {
     let sender = message.sender.to_string();
     let client_id = message.client_id.to_string();
-    if let Some(found) = original(tx, &sender, &client_id).await? {
-        return Ok(Appended::Duplicate(found));
-    }
     let room = message.room.to_string();
-    if !is_member_in(tx, &room, &sender).await? {
+    let check = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM members WHERE room = $1 AND user_id = $2 AND active),
+                    o.room, o.seq, o.sender, o.client_id, o.body, o.ts, o.reply_to
+             FROM (SELECT 1) AS one
+             LEFT JOIN messages o ON o.sender = $2 AND o.client_id = $3",
+        )
+        .await?;
+    let found = tx.query_one(&check, &[&room, &sender, &client_id]).await?;
+    if found.get::<_, Option<String>>(1).is_some() {
+        return Ok(Appended::Duplicate(to_message_at(&found, 1)?));
+    }
+    if !found.get::<_, bool>(0) {
         return Ok(Appended::NotMember);
     }
-    tx.batch_execute("SAVEPOINT append").await?;
-    let next = tx
-        .prepare_cached("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq")
-        .await?;
-    let seq: i64 = tx.query_one(&next, &[&room]).await?.get(0);
     let insert = tx
-        .prepare_cached(&format!(
-            "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (sender, client_id) DO NOTHING RETURNING seq"
-        ))
+        .prepare_cached(
+            "WITH next AS (
+                 UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq
+             )
+             INSERT INTO messages (room, seq, sender, client_id, body, ts, reply_to)
+             SELECT $1, last_seq, $2, $3, $4, $5, $6 FROM next
+             ON CONFLICT (sender, client_id) DO NOTHING RETURNING seq",
+        )
         .await?;
     let reply_to = message.reply_to.map(to_sql_seq);
     let inserted = tx
@@ -457,7 +572,6 @@ async fn append_in(tx: &Transaction<'_>, message: NewMessage) -> Result<Appended
             &insert,
             &[
                 &room,
-                &seq,
                 &sender,
                 &client_id,
                 &message.body.as_str(),
@@ -466,21 +580,23 @@ async fn append_in(tx: &Transaction<'_>, message: NewMessage) -> Result<Appended
             ],
         )
         .await?;
-    if inserted.is_none() {
-        tx.batch_execute("ROLLBACK TO SAVEPOINT append; RELEASE SAVEPOINT append")
+    let Some(inserted) = inserted else {
+        let back = tx
+            .prepare_cached("UPDATE rooms SET last_seq = last_seq - 1 WHERE id = $1")
             .await?;
+        tx.execute(&back, &[&room]).await?;
         return match original(tx, &sender, &client_id).await? {
             Some(found) => Ok(Appended::Duplicate(found)),
             None => Err(StoreError::Commit(
                 "an idempotency key conflicted but its message is gone".into(),
             )),
         };
-    }
-    tx.batch_execute("RELEASE SAVEPOINT append").await?;
+    };
+    let seq = to_seq(inserted.get(0));
     Ok(Appended::Stored(Message {
-        id: message_id(&message.room, to_seq(seq)),
+        id: message_id(&message.room, seq),
         room: message.room,
-        seq: to_seq(seq),
+        seq,
         client_id: message.client_id,
         sender: message.sender,
         body: message.body,
