@@ -118,7 +118,7 @@ pub struct Opts {
     /// the clients over them (each client may fail over to every other node).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub nodes: u32,
-    /// With `--nodes`: the PostgreSQL server, as the URL of a role that may create databases
+    /// The PostgreSQL server the nodes (one or more) store in, as the URL of a role that may create databases
     /// (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`); the bench creates a fresh database on
     /// it for the run and drops it afterwards.
     #[arg(long, value_name = "URL")]

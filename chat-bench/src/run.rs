@@ -73,7 +73,7 @@ impl Target {
             Some(exe) => exe.clone(),
             None => std::env::current_exe()?,
         };
-        let (database, redis) = if opts.nodes > 1 {
+        let (database, redis) = if opts.nodes > 1 || opts.db.is_some() {
             let admin = opts
                 .db
                 .as_deref()
@@ -206,8 +206,8 @@ pub fn configuration(opts: &Opts) -> Configuration {
         seed: opts.seed,
         server: match (&opts.url, opts.nodes) {
             (Some(url), _) => url.clone(),
-            (None, 1) => "embedded".into(),
-            (None, nodes) => format!("{nodes} embedded nodes on PostgreSQL and Redis"),
+            (None, 1) if opts.db.is_none() => "embedded".into(),
+            (None, nodes) => format!("{nodes} embedded node(s) on PostgreSQL and Redis"),
         },
         durable: !opts.no_fsync,
         server_limits: match (&opts.url, opts.server_limits) {

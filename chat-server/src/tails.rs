@@ -26,7 +26,7 @@ use crate::cluster::Io;
 use crate::error::StoreError;
 use crate::fanout::emit_to;
 use crate::state::room_key;
-use crate::store::{Head, Page, Store};
+use crate::store::{Head, Notice, Page, Store};
 
 /// How long a tail waits for the messages before one that arrived early, before it reads them.
 const GAP_WAIT: Duration = Duration::from_millis(20);
@@ -42,9 +42,8 @@ const READ_LIMIT: u32 = 500;
 pub struct Sources {
     /// Messages this server stored.
     pub feed: mpsc::Receiver<Message>,
-    /// Commit notices: `Some` head, or `None` after the notice connection was (re)made and
-    /// notices may have been missed.
-    pub heads: Option<mpsc::Receiver<Option<Head>>>,
+    /// Commit notices (PostgreSQL).
+    pub heads: Option<mpsc::Receiver<Notice>>,
     /// How often to poll the heads of this server's rooms; `None`: never (one server alone).
     pub poll: Option<Duration>,
     /// Rooms a socket of this server joined, with the `last_seq` the join answered.
@@ -139,9 +138,10 @@ pub async fn run(io: Io, store: Arc<dyn Store>, sources: Sources) {
                 None => return,
             },
             Some(watch) = watches.recv() => tails.watch(watch),
-            head = next_head(&mut heads) => match head {
-                Some(Some(head)) => tails.announced(head),
-                Some(None) => tails.poll(),
+            notice = next_notice(&mut heads) => match notice {
+                Some(Notice::Message(message)) => tails.told(message),
+                Some(Notice::Head(head)) => tails.announced(head),
+                Some(Notice::Missed) => tails.poll(),
                 None => heads = None,
             },
             _ = tick(&mut poll_tick) => tails.poll(),
@@ -150,7 +150,7 @@ pub async fn run(io: Io, store: Arc<dyn Store>, sources: Sources) {
     }
 }
 
-async fn next_head(heads: &mut Option<mpsc::Receiver<Option<Head>>>) -> Option<Option<Head>> {
+async fn next_notice(heads: &mut Option<mpsc::Receiver<Notice>>) -> Option<Notice> {
     match heads {
         Some(heads) => heads.recv().await,
         None => std::future::pending().await,
@@ -208,6 +208,14 @@ impl Tails {
                 names::MESSAGE_NEW,
                 message,
             );
+        }
+    }
+
+    /// A message some server stored, from its commit notice: sent in its turn, to a room
+    /// somebody here joined.
+    fn told(&mut self, message: Message) {
+        if self.rooms.contains_key(&message.room) {
+            self.arrived(message);
         }
     }
 

@@ -15,8 +15,19 @@ mod postgres_schema;
 mod schema;
 mod sqlite;
 
-pub use postgres::{listen, PostgresOptions, PostgresStore};
+pub use postgres::{listen, PostgresOptions, PostgresStore, NOTICE_BYTES};
 pub use sqlite::{Feed, SqliteOptions, SqliteStore, FEED_CAPACITY};
+
+/// What a commit notice from PostgreSQL says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A message some server stored (small enough to travel in the notice).
+    Message(Message),
+    /// A room's newest `seq` (its message was too big to travel in the notice).
+    Head(Head),
+    /// The notice connection was (re)made: notices may have been missed meanwhile.
+    Missed,
+}
 
 /// A room's newest `seq`, as another server committed it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,10 +11,12 @@
 //! Idempotency holds across servers: the unique `(sender, client_id)` index makes a resend
 //! that races its original on another server wait for it and then answer the original.
 //!
-//! Each transaction that stores messages also sends `NOTIFY chat_commits` with each room's
-//! newest `seq`; PostgreSQL delivers it on commit, so the other servers hear of new messages
-//! at once ([`listen`]). A notice is lost while a listener's connection is down: the fan-out
-//! also polls the heads of its rooms ([`Store::heads`]), so nothing waits on a notice.
+//! Each transaction that stores messages also sends `NOTIFY chat_commits` for each of them,
+//! carrying the message itself (or, past [`NOTICE_BYTES`], its room and `seq`); PostgreSQL
+//! delivers notices on commit, in commit order, so the other servers have a new message
+//! about a millisecond later without reading it ([`listen`]). A notice is lost while a
+//! listener's connection is down: the fan-out also polls the heads of its rooms
+//! ([`Store::heads`]), so nothing waits on a notice.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +32,7 @@ use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
     message_id, postgres_schema, resume_from, unread_page, Appended, Feed, Head, Joined,
-    Membership, NewMessage, Page, Store, Watermarks,
+    Membership, NewMessage, Notice, Page, Store, Watermarks,
 };
 use crate::error::StoreError;
 
@@ -234,12 +236,49 @@ async fn commit_group(
 ) -> Result<Vec<Result<Vec<Appended>, StoreError>>, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let mut rooms: Vec<String> = batches
+    tx.batch_execute("SAVEPOINT bulk").await?;
+    let outcomes = match append_bulk(&tx, &batches).await {
+        // The savepoint ends with the commit.
+        Ok(Some(outcomes)) => outcomes,
+        // A key stored meanwhile by another server, or an error of one message: each batch
+        // again, alone.
+        bulk => {
+            if let Err(e) = bulk {
+                tracing::debug!(error = %e, "group append fell back to one batch at a time");
+            }
+            tx.batch_execute("ROLLBACK TO SAVEPOINT bulk; RELEASE SAVEPOINT bulk")
+                .await?;
+            lock_rooms(&tx, batches.iter().flatten()).await?;
+            append_each(&tx, batches).await?
+        }
+    };
+    let notices: Vec<String> = outcomes
         .iter()
         .flatten()
-        .map(|m| m.room.to_string())
+        .flatten()
+        .filter_map(|outcome| match outcome {
+            Appended::Stored(stored) => Some(notice_of(stored)),
+            _ => None,
+        })
         .collect();
-    rooms.sort();
+    if !notices.is_empty() {
+        let notify = tx
+            .prepare_cached("SELECT pg_notify($1, notice) FROM unnest($2::text[]) AS notice")
+            .await?;
+        tx.execute(&notify, &[&CHANNEL, &notices]).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Locks the rows of the rooms of `messages`, in one sorted statement (when there are
+/// several): two groups locking rooms in different orders could deadlock.
+async fn lock_rooms<'a>(
+    tx: &Transaction<'_>,
+    messages: impl Iterator<Item = &'a NewMessage>,
+) -> Result<(), StoreError> {
+    let mut rooms: Vec<&str> = messages.map(|m| m.room.as_str()).collect();
+    rooms.sort_unstable();
     rooms.dedup();
     if rooms.len() > 1 {
         let lock = tx
@@ -247,9 +286,17 @@ async fn commit_group(
             .await?;
         tx.query(&lock, &[&rooms]).await?;
     }
+    Ok(())
+}
+
+/// The batches of a group one at a time, each in a savepoint of its own (so one that fails
+/// takes back only its own messages), each message as [`append_in`] stores it.
+async fn append_each(
+    tx: &Transaction<'_>,
+    batches: Vec<Vec<NewMessage>>,
+) -> Result<Vec<Result<Vec<Appended>, StoreError>>, StoreError> {
     let alone = batches.len() == 1;
     let mut outcomes = Vec::with_capacity(batches.len());
-    let mut heads: BTreeMap<String, i64> = BTreeMap::new();
     for batch in batches {
         if !alone {
             tx.batch_execute("SAVEPOINT job").await?;
@@ -257,7 +304,7 @@ async fn commit_group(
         let mut appended = Vec::with_capacity(batch.len());
         let mut failed = None;
         for message in batch {
-            match append_in(&tx, message).await {
+            match append_in(tx, message).await {
                 Ok(outcome) => appended.push(outcome),
                 Err(e) => {
                     failed = Some(e);
@@ -270,11 +317,6 @@ async fn commit_group(
                 if !alone {
                     tx.batch_execute("RELEASE SAVEPOINT job").await?;
                 }
-                for outcome in &appended {
-                    if let Appended::Stored(stored) = outcome {
-                        heads.insert(stored.room.to_string(), stored.seq as i64);
-                    }
-                }
                 outcomes.push(Ok(appended));
             }
             Some(e) if alone => return Err(e),
@@ -285,21 +327,192 @@ async fn commit_group(
             }
         }
     }
-    if !heads.is_empty() {
-        let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
-        for (room, seq) in &heads {
-            tx.execute(&notify, &[&CHANNEL, &format!("{seq} {room}")])
-                .await?;
-        }
-    }
-    tx.commit().await?;
     Ok(outcomes)
 }
 
-/// Listens for other servers' commits on `url` and sends each room's new head on `heads`
-/// until `heads` closes, reconnecting after a lost connection. After each (re)connect it
-/// sends `None`: notices may have been missed, and the reader should poll every room.
-pub async fn listen(url: String, heads: mpsc::Sender<Option<Head>>) {
+/// What the group's first read found of one message.
+enum Found {
+    Original(Message),
+    NotMember,
+    /// To store; the index of the first message of the group with the same key, if any.
+    New(Option<usize>),
+}
+
+/// The whole group in three round trips: one read of every message's original and
+/// membership, one move of every room's counter, one insert of every new message. `None`
+/// when another server stored one of the keys meanwhile (the caller takes everything back
+/// and goes one message at a time, as that path answers such a race).
+async fn append_bulk(
+    tx: &Transaction<'_>,
+    batches: &[Vec<NewMessage>],
+) -> Result<Option<Vec<Result<Vec<Appended>, StoreError>>>, StoreError> {
+    let messages: Vec<&NewMessage> = batches.iter().flatten().collect();
+    let rooms: Vec<String> = messages.iter().map(|m| m.room.to_string()).collect();
+    let senders: Vec<String> = messages.iter().map(|m| m.sender.to_string()).collect();
+    let keys: Vec<String> = messages.iter().map(|m| m.client_id.to_string()).collect();
+    let check = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM members m
+                            WHERE m.room = q.room AND m.user_id = q.sender AND m.active),
+                    o.room, o.seq, o.sender, o.client_id, o.body, o.ts, o.reply_to
+             FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
+                  AS q(room, sender, client_id, i)
+             LEFT JOIN messages o ON o.sender = q.sender AND o.client_id = q.client_id
+             ORDER BY q.i",
+        )
+        .await?;
+    let rows = tx.query(&check, &[&rooms, &senders, &keys]).await?;
+    if rows.len() != messages.len() {
+        return Err(StoreError::Commit("the group read lost a row".into()));
+    }
+    let mut first_of_key: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::new();
+    let mut found = Vec::with_capacity(rows.len());
+    let mut new_per_room: BTreeMap<&str, i64> = BTreeMap::new();
+    for (index, row) in rows.iter().enumerate() {
+        found.push(if row.get::<_, Option<String>>(1).is_some() {
+            Found::Original(to_message_at(row, 1)?)
+        } else if !row.get::<_, bool>(0) {
+            Found::NotMember
+        } else {
+            match first_of_key.entry((&senders[index], &keys[index])) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    Found::New(Some(*first.get()))
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(index);
+                    *new_per_room.entry(&rooms[index]).or_default() += 1;
+                    Found::New(None)
+                }
+            }
+        });
+    }
+    // Each room's counter moves by its count of new messages, which take the seqs after its
+    // old value in their order: one statement, under the rooms' locks (taken only now, after
+    // the read, so they are held as briefly as can be).
+    let mut seqs: Vec<Option<i64>> = vec![None; messages.len()];
+    if !new_per_room.is_empty() {
+        lock_rooms(
+            tx,
+            found
+                .iter()
+                .zip(&messages)
+                .filter_map(|(what, message)| matches!(what, Found::New(None)).then_some(*message)),
+        )
+        .await?;
+        let (ids, counts): (Vec<&str>, Vec<i64>) =
+            new_per_room.iter().map(|(r, k)| (*r, *k)).unzip();
+        let mut ordinal: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut insert = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        let mut inserted_at = Vec::new();
+        for (index, what) in found.iter().enumerate() {
+            if let Found::New(None) = what {
+                let n = ordinal.entry(&rooms[index]).or_default();
+                *n += 1;
+                let message = messages[index];
+                insert.0.push(rooms[index].as_str());
+                insert.1.push(*n);
+                insert.2.push(senders[index].as_str());
+                insert.3.push(keys[index].as_str());
+                insert.4.push(message.body.as_str());
+                insert.5.push(message.ts);
+                insert.6.push(message.reply_to.map(to_sql_seq));
+                inserted_at.push(index);
+            }
+        }
+        let statement = tx
+            .prepare_cached(
+                "WITH advanced AS (
+                     UPDATE rooms r SET last_seq = r.last_seq + c.k
+                     FROM unnest($1::text[], $2::bigint[]) AS c(id, k)
+                     WHERE r.id = c.id
+                     RETURNING r.id, r.last_seq - c.k AS base
+                 )
+                 INSERT INTO messages (room, seq, sender, client_id, body, ts, reply_to)
+                 SELECT m.room, a.base + m.n, m.sender, m.client_id, m.body, m.ts, m.reply_to
+                 FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+                             $8::bigint[], $9::bigint[])
+                      WITH ORDINALITY AS m(room, n, sender, client_id, body, ts, reply_to, i)
+                 JOIN advanced a ON a.id = m.room
+                 ORDER BY m.i
+                 ON CONFLICT (sender, client_id) DO NOTHING
+                 RETURNING seq",
+            )
+            .await?;
+        let stored = tx
+            .query(
+                &statement,
+                &[
+                    &ids, &counts, &insert.0, &insert.1, &insert.2, &insert.3, &insert.4,
+                    &insert.5, &insert.6,
+                ],
+            )
+            .await?;
+        if stored.len() != inserted_at.len() {
+            return Ok(None);
+        }
+        // The seq of each is its room's old value plus its place among the room's new ones.
+        let mut base: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        for (row, &index) in stored.iter().zip(&inserted_at) {
+            let seq: i64 = row.get(0);
+            // The room's smallest new seq, whatever order the rows come back in.
+            let first = base.entry(&rooms[index]).or_insert(seq);
+            *first = (*first).min(seq);
+        }
+        let mut placed: BTreeMap<&str, i64> = BTreeMap::new();
+        for &index in &inserted_at {
+            let first = base.get(rooms[index].as_str()).copied().unwrap_or(0);
+            let n = placed.entry(&rooms[index]).or_default();
+            seqs[index] = Some(first + *n);
+            *n += 1;
+        }
+    }
+    let mut results: Vec<Appended> = Vec::with_capacity(messages.len());
+    for (index, what) in found.into_iter().enumerate() {
+        results.push(match what {
+            Found::Original(message) => Appended::Duplicate(message),
+            Found::NotMember => Appended::NotMember,
+            Found::New(Some(first)) => match &results[first] {
+                Appended::Stored(message) => Appended::Duplicate(message.clone()),
+                other => other.clone(),
+            },
+            Found::New(None) => {
+                let message = messages[index].clone();
+                let seq = seqs[index].map_or(0, to_seq);
+                Appended::Stored(Message {
+                    id: message_id(&message.room, seq),
+                    room: message.room,
+                    seq,
+                    client_id: message.client_id,
+                    sender: message.sender,
+                    body: message.body,
+                    ts: message.ts,
+                    reply_to: message.reply_to,
+                })
+            }
+        });
+    }
+    let mut results = results.into_iter();
+    Ok(Some(
+        batches
+            .iter()
+            .map(|batch| Ok(results.by_ref().take(batch.len()).collect()))
+            .collect(),
+    ))
+}
+
+/// Listens for commit notices on `url` and sends each on `heads` until `heads` closes,
+/// reconnecting after a lost connection. After each (re)connect it sends
+/// [`Notice::Missed`]: notices may have been missed, and the reader should poll every room.
+pub async fn listen(url: String, heads: mpsc::Sender<Notice>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match listen_once(&url, &heads).await {
@@ -318,7 +531,7 @@ pub async fn listen(url: String, heads: mpsc::Sender<Option<Head>>) {
 
 /// One connection's worth of [`listen`]: `Ok` when `heads` closed, `Err` when the
 /// connection failed.
-async fn listen_once(url: &str, heads: &mpsc::Sender<Option<Head>>) -> Result<(), StoreError> {
+async fn listen_once(url: &str, heads: &mpsc::Sender<Notice>) -> Result<(), StoreError> {
     let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
     let (notices, mut received) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
@@ -341,7 +554,7 @@ async fn listen_once(url: &str, heads: &mpsc::Sender<Option<Head>>) -> Result<()
     });
     let outcome = async {
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-        if heads.send(None).await.is_err() {
+        if heads.send(Notice::Missed).await.is_err() {
             return Ok(());
         }
         while let Some(notice) = received.recv().await {
@@ -349,11 +562,11 @@ async fn listen_once(url: &str, heads: &mpsc::Sender<Option<Head>>) -> Result<()
             if payload.is_empty() {
                 return Err(StoreError::Commit("the notice connection closed".into()));
             }
-            let Some(head) = parse_notice(&payload) else {
+            let Some(notice) = parse_notice(&payload) else {
                 tracing::warn!(payload, "unreadable commit notice");
                 continue;
             };
-            if heads.send(Some(head)).await.is_err() {
+            if heads.send(notice).await.is_err() {
                 return Ok(());
             }
         }
@@ -364,12 +577,27 @@ async fn listen_once(url: &str, heads: &mpsc::Sender<Option<Head>>) -> Result<()
     outcome
 }
 
-fn parse_notice(payload: &str) -> Option<Head> {
+/// The most bytes a notice may carry: PostgreSQL's limit is 8000.
+pub const NOTICE_BYTES: usize = 7_900;
+
+/// The notice of a stored message: the message itself as JSON, or — when that is too big
+/// for a notice — `SEQ ROOM`, and the listeners read it from the store.
+fn notice_of(message: &Message) -> String {
+    match serde_json::to_string(message) {
+        Ok(json) if json.len() <= NOTICE_BYTES => json,
+        _ => format!("{} {}", message.seq, message.room),
+    }
+}
+
+fn parse_notice(payload: &str) -> Option<Notice> {
+    if payload.starts_with('{') {
+        return serde_json::from_str(payload).ok().map(Notice::Message);
+    }
     let (seq, room) = payload.split_once(' ')?;
-    Some(Head {
+    Some(Notice::Head(Head {
         room: RoomId::new(room).ok()?,
         seq: seq.parse().ok()?,
-    })
+    }))
 }
 
 /// The value `read` takes from the row whose first column is each id, in the order of `ids`
