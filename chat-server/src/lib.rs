@@ -31,7 +31,7 @@ mod request_order;
 mod server;
 pub mod state;
 pub mod store;
-mod tails;
+pub mod tails;
 mod tls;
 pub mod typing;
 
