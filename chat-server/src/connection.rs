@@ -1,7 +1,7 @@
 //! A socket's life: authentication on connect, the connection cap, presence on connect and
 //! disconnect (with the grace period), and handler registration.
 
-use crate::cluster::{Io, Socket};
+use crate::cluster::{online_anywhere, Io, Socket};
 use std::sync::Arc;
 
 use chat_protocol::events::names as event;
@@ -101,9 +101,14 @@ async fn on_disconnect(
     }
     tokio::spawn(async move {
         tokio::time::sleep(app.config.presence_grace).await;
-        if app.presence.expire(&user, generation) {
-            announce_presence(&app, &io, &user, false, Some(closed_at)).await;
+        if !app.presence.expire(&user, generation) {
+            return;
         }
+        // Its last socket here closed; with several servers it may have one on another.
+        if app.everywhere() && online_anywhere(&io, &user).await == Some(true) {
+            return;
+        }
+        announce_presence(&app, &io, &user, false, Some(closed_at)).await;
     });
 }
 

@@ -254,3 +254,126 @@ async fn a_resend_to_another_node_is_stored_once() {
     ok(&second.say("r", "after").await);
     assert_eq!(receive_seqs(&mut receiver, "r", 2).await, vec![1, 2]);
 }
+
+/// Presence counts a user's sockets on every node: `presence:get` on a node where the user
+/// has no socket says online, and closing one of two sockets on different nodes announces
+/// nothing; closing the last one announces offline (after the grace period).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_counts_a_users_sockets_on_every_node() {
+    let Some((database, redis)) = engines().await else {
+        return;
+    };
+    let cluster = Cluster::start(database, Some(&redis), 2).await;
+    let mut watcher = RawClient::as_user(&cluster.nodes[0], "watcher").await;
+    watcher.join("r").await;
+    let on_first = RawClient::as_user(&cluster.nodes[0], "roamer").await;
+    on_first.join("r").await;
+    let on_second = RawClient::as_user(&cluster.nodes[1], "roamer").await;
+    on_second.join("r").await;
+
+    drop(on_first);
+    // Asked on the first node, which has no socket of the roamer left.
+    let asked = watcher
+        .request("presence:get", json!({ "users": ["roamer"] }))
+        .await;
+    ok(&asked);
+    assert_eq!(asked["presence"][0]["online"], true, "{asked}");
+    // The first node's grace period (200 ms) passes without an offline announcement: the
+    // roamer is still on the second node.
+    let early = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            let update = watcher.next_event("presence:update").await;
+            if update["user"] == "roamer" && update["online"] == false {
+                return update;
+            }
+        }
+    })
+    .await;
+    assert!(
+        early.is_err(),
+        "announced offline while on another node: {early:?}"
+    );
+
+    drop(on_second);
+    loop {
+        let update = watcher.next_event("presence:update").await;
+        if update["user"] == "roamer" && update["online"] == false {
+            break;
+        }
+    }
+}
+
+/// PostgreSQL goes away mid-run (every connection to it reset, new ones refused): a send
+/// is answered `internal` and stores nothing; once PostgreSQL is back the node recovers by
+/// itself, the resend is stored once, and the receiver gets every message in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_answers_internal_while_postgres_is_down_and_recovers_by_itself() {
+    let Some(database) = PostgresDatabase::create().await else {
+        return;
+    };
+    let direct: url_parts::Parts = url_parts::parse(database.url());
+    let relay = chat_testkit::Relay::start(direct.addr)
+        .await
+        .expect("relay");
+    let through_relay = direct.with_addr(relay.addr());
+    let node = TestServer::start_with(move |config| config.postgres_url = Some(through_relay))
+        .await
+        .expect("node starts");
+    let mut receiver = RawClient::as_user(&node, "receiver").await;
+    receiver.join("r").await;
+    let sender = RawClient::as_user(&node, "sender").await;
+    sender.join("r").await;
+    ok(&sender.say("r", "before").await);
+
+    relay.refuse_new(true);
+    relay.reset_all();
+    let args = send_args("r", "during");
+    let refused = sender.request("message:send", args.clone()).await;
+    assert_eq!(support::error_code(&refused), "internal", "{refused}");
+
+    relay.refuse_new(false);
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    let stored = loop {
+        let answer = sender.request("message:send", args.clone()).await;
+        if answer["ok"] == true {
+            break answer;
+        }
+        assert_eq!(support::error_code(&answer), "internal", "{answer}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node did not recover after PostgreSQL came back"
+        );
+    };
+    assert_eq!(
+        (&stored["seq"], &stored["duplicate"]),
+        (&json!(2), &json!(false))
+    );
+    assert_eq!(receive_seqs(&mut receiver, "r", 2).await, vec![1, 2]);
+}
+
+/// Just enough of a `postgres://user:password@host:port/database` URL to point it elsewhere.
+mod url_parts {
+    use std::net::SocketAddr;
+
+    pub struct Parts {
+        pub addr: SocketAddr,
+        prefix: String,
+        suffix: String,
+    }
+
+    pub fn parse(url: &str) -> Parts {
+        let (prefix, rest) = url.rsplit_once('@').expect("user@host");
+        let (host, suffix) = rest.split_once('/').expect("host/database");
+        Parts {
+            addr: host.parse().expect("an IP:port host"),
+            prefix: prefix.to_owned(),
+            suffix: suffix.to_owned(),
+        }
+    }
+
+    impl Parts {
+        pub fn with_addr(&self, addr: SocketAddr) -> String {
+            format!("{}@{addr}/{}", self.prefix, self.suffix)
+        }
+    }
+}

@@ -14,7 +14,11 @@ use socketioxide_redis::CustomRedisAdapter;
 
 mod driver;
 
+use chat_protocol::UserId;
+
 pub use driver::ClusterDriver;
+
+use crate::state::user_key;
 
 /// The Socket.IO adapter of every server.
 pub type ChatAdapter = CustomRedisAdapter<Emitter, ClusterDriver>;
@@ -24,3 +28,17 @@ pub type Io = SocketIo<ChatAdapter>;
 
 /// One connected socket.
 pub type Socket = SocketRef<ChatAdapter>;
+
+/// Whether `user` has a socket on any server, asking the others through the adapter;
+/// `None` when they cannot be asked (Redis down, or a server did not answer in time).
+pub async fn online_anywhere(io: &Io, user: &UserId) -> Option<bool> {
+    let ns = io.of("/")?;
+    match ns.to(user_key(user)).fetch_sockets().await {
+        Ok(sockets) => Some(!sockets.is_empty()),
+        Err(e) => {
+            crate::metrics::ADAPTER_ERRORS.add(1);
+            tracing::debug!(%user, error = %e, "the other servers could not be asked for sockets");
+            None
+        }
+    }
+}
