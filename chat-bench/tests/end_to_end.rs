@@ -312,3 +312,77 @@ async fn a_shaped_link_delays_every_delivery_and_loses_nothing() {
         sdk.latency_raw_ms.p50
     );
 }
+
+/// Three nodes on one PostgreSQL and the bench's own Redis, with a node killed (SIGKILL)
+/// and Redis restarted in turn: nothing lost, doubled or reordered, and the report still
+/// matches its schema. Needs PostgreSQL (see `chat_testkit::PostgresDatabase`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_lose_nothing_across_node_kills_and_redis_restarts() {
+    let Some(admin) = chat_testkit::PostgresDatabase::admin().await else {
+        return;
+    };
+    let report = chat_bench::run(&opts(&[
+        "--nodes",
+        "3",
+        "--db",
+        &admin,
+        "--faults",
+        "node-kill,redis-restart,reset",
+    ]))
+    .await
+    .expect("bench runs");
+    let sdk = &report.primary;
+    for kind in [
+        FaultKind::NodeKill,
+        FaultKind::RedisRestart,
+        FaultKind::Reset,
+    ] {
+        assert!(
+            sdk.faults.contains(&kind),
+            "{kind:?} not injected: {:?}",
+            sdk.faults
+        );
+    }
+    assert!(
+        sdk.sent > 0 && sdk.acked == sdk.sent,
+        "every message acked: {sdk:?}"
+    );
+    assert!(sdk.drained, "delivery completed");
+    assert!(
+        sdk.clean(),
+        "lost {} duplicated {} reordered {}",
+        sdk.lost,
+        sdk.duplicated,
+        sdk.reordered
+    );
+    assert_eq!(sdk.delivered, sdk.acked * 2);
+    let json = serde_json::to_value(&report).expect("serializes");
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/bench-report.schema.json"))
+            .expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    assert!(
+        validator.is_valid(&json),
+        "report does not match the schema"
+    );
+}
+
+#[test]
+fn node_faults_need_several_nodes() {
+    for args in [
+        vec!["--faults", "node-kill"],
+        vec!["--nodes", "2", "--faults", "reset"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
+            .args(&args)
+            .args(["--duration", "1s", "--quiet"])
+            .output()
+            .expect("runs");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

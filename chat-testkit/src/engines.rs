@@ -44,27 +44,30 @@ pub struct PostgresDatabase {
 impl PostgresDatabase {
     /// Creates a new, empty database; `None` (after saying why) when no server is configured.
     pub async fn create() -> Option<Self> {
+        let admin = Self::admin().await?;
+        match Self::create_on(&admin).await {
+            Ok(database) => Some(database),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The URL of the PostgreSQL server tests create their databases on, once it answered;
+    /// `None` (after saying why) when there is none.
+    pub async fn admin() -> Option<String> {
         let (admin, configured) = match std::env::var("CHAT_TEST_POSTGRES") {
             Ok(url) => (url, true),
             Err(_) => (DEFAULT_POSTGRES.to_owned(), false),
         };
-        let (client, connection) = match tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-            .await
-        {
-            Ok(connected) => connected,
+        match tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
+            Ok(_) => Some(admin),
             Err(e) if configured => panic!("cannot reach PostgreSQL at {admin}: {e}"),
             Err(_) => {
                 unavailable(
-                        "PostgreSQL",
-                        "CHAT_TEST_POSTGRES is not set and none answers as scripts/engines.sh sets it up",
-                    );
-                return None;
+                    "PostgreSQL",
+                    "CHAT_TEST_POSTGRES is not set and none answers as scripts/engines.sh sets it up",
+                );
+                None
             }
-        };
-        drop((client, connection));
-        match Self::create_on(&admin).await {
-            Ok(database) => Some(database),
-            Err(e) => panic!("{e}"),
         }
     }
 
