@@ -377,3 +377,22 @@ mod url_parts {
         }
     }
 }
+
+/// A node whose Redis cannot be reached refuses to start, naming Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_its_redis_refuses_to_start() {
+    let Some(database) = PostgresDatabase::create().await else {
+        return;
+    };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let url = database.url().to_owned();
+    let error = TestServer::start_with(move |config| {
+        config.postgres_url = Some(url);
+        config.redis_url = Some(format!("redis://{closed}"));
+    })
+    .await
+    .expect_err("nothing listens there");
+    assert!(error.contains("Redis"), "{error}");
+}
