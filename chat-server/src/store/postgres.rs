@@ -235,19 +235,18 @@ async fn commit_group(
     batches: Vec<Vec<NewMessage>>,
 ) -> Result<Vec<Result<Vec<Appended>, StoreError>>, StoreError> {
     let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.batch_execute("SAVEPOINT bulk").await?;
+    let mut tx = client.transaction().await?;
     let outcomes = match append_bulk(&tx, &batches).await {
-        // The savepoint ends with the commit.
         Ok(Some(outcomes)) => outcomes,
-        // A key stored meanwhile by another server, or an error of one message: each batch
-        // again, alone.
+        // A key stored meanwhile by another server, or an error of one message: the whole
+        // transaction is taken back (it wrote nothing else) and each batch goes again,
+        // alone, in a new one.
         bulk => {
             if let Err(e) = bulk {
                 tracing::debug!(error = %e, "group append fell back to one batch at a time");
             }
-            tx.batch_execute("ROLLBACK TO SAVEPOINT bulk; RELEASE SAVEPOINT bulk")
-                .await?;
+            tx.rollback().await?;
+            tx = client.transaction().await?;
             lock_rooms(&tx, batches.iter().flatten()).await?;
             append_each(&tx, batches).await?
         }
