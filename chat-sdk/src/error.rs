@@ -90,6 +90,18 @@ pub enum TransportError {
     /// The connection attempt did not finish within the connect timeout.
     #[error("connect timed out after {0:?}")]
     ConnectTimeout(std::time::Duration),
+    /// The server sent a frame (or a message of several) larger than
+    /// [`MAX_MESSAGE_BYTES`](crate::transport::MAX_MESSAGE_BYTES): refused from its header,
+    /// before it was read, and the connection torn down.
+    #[error("the server sent a frame larger than {max_bytes} bytes; the connection was torn down")]
+    FrameTooLarge {
+        /// The limit.
+        max_bytes: usize,
+    },
+    /// The server broke the protocol where nothing can be ignored: a handshake packet
+    /// missing or out of place, a text frame that is not UTF-8, a broken WebSocket frame.
+    #[error("the server broke the protocol: {0}")]
+    Protocol(String),
 }
 
 /// Why [`ClientBuilder::connect`](crate::ClientBuilder::connect) or

@@ -16,10 +16,24 @@ use tokio::sync::mpsc;
 use crate::error::TransportError;
 use chat_protocol::ErrorCode;
 
+mod frame;
 #[cfg(feature = "socketio")]
 mod socketio;
 mod tls;
 mod websocket;
+
+/// The server-input parsers of the WebSocket transport, public only so `fuzz/` can reach
+/// them; not part of the SDK's API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::frame::{heartbeat_from_open, parse_server_frame, ServerFrame, MAX_HEARTBEAT};
+
+    /// The WebSocket settings the transport reads a server with (its frame and message
+    /// bounds), for reading a raw byte stream as the transport would.
+    pub fn websocket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        super::websocket::websocket_config()
+    }
+}
 
 #[cfg(feature = "socketio")]
 pub use socketio::SocketIoTransport;
@@ -27,6 +41,15 @@ pub use socketio::SocketIoTransport;
 /// The most one request's argument may take, in bytes: inside the server's 64 KiB packet
 /// with room for the Socket.IO framing.
 pub(crate) const MAX_REQUEST_BYTES: usize = 60 * 1024;
+
+/// The largest WebSocket frame, and message, the WebSocket transport reads from a server:
+/// 24 MiB. The protocol's largest message is a `room:resume` answer, with up to
+/// [`MAX_RESUME_MESSAGES`](chat_protocol::limits::MAX_RESUME_MESSAGES) (1,000) messages of up
+/// to 4,000 characters (16,000 bytes of UTF-8, about 16.5 kB with its fields): about
+/// 16.5 MB, and this leaves 8 MB above it for the rooms' member lists. A larger frame is
+/// refused from its header, before anything is allocated for it, and the connection ends
+/// with [`TransportError::FrameTooLarge`].
+pub const MAX_MESSAGE_BYTES: usize = 24 * 1024 * 1024;
 pub use tls::TlsConfig;
 pub use websocket::WebSocketTransport;
 

@@ -9,6 +9,12 @@
 //!
 //! Like every transport here it never reconnects: a broken connection reports
 //! [`Connection::closed`] and the client's supervisor makes a new one.
+//!
+//! The server is input like any other. Frames are read by the pure parser in `frame.rs`;
+//! a frame over [`MAX_MESSAGE_BYTES`] is refused from its header, before it is read; a
+//! garbage frame is ignored; an unreadable one (a text frame that is not UTF-8, a broken
+//! WebSocket frame) ends the connection with a typed [`TransportError`]; and pongs are
+//! coalesced, so a server that pings without reading cannot grow the outgoing queue.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,14 +27,15 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::frame::{heartbeat_from_open, parse_server_frame, ServerFrame};
 use super::{
-    parse_connect_error, tls, ConnectRequest, Connection, DeathSignal, Inbound, LastHeard,
-    Transport,
+    tls, ConnectRequest, Connection, DeathSignal, Inbound, LastHeard, Transport, MAX_MESSAGE_BYTES,
 };
 use crate::error::TransportError;
+use chat_protocol::limits::MAX_PACKET_BYTES;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -38,9 +45,37 @@ const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Bytes asked of the socket per read; larger frames take several reads.
 const READ_BUFFER_SIZE: usize = 8 * 1024;
 
-/// Heartbeat used when the server's handshake names none (Engine.IO's defaults).
-const DEFAULT_PING_INTERVAL_MS: u64 = 25_000;
-const DEFAULT_PING_TIMEOUT_MS: u64 = 20_000;
+/// The largest server event frame taken: every event of the protocol (`message:new` with a
+/// body of 4,000 four-byte characters is the largest) fits in the server's own packet limit,
+/// so a larger one is garbage, ignored rather than queued for the receive loop.
+const MAX_EVENT_FRAME_BYTES: usize = MAX_PACKET_BYTES;
+
+/// The WebSocket settings: a small read buffer, and frames and messages bounded by
+/// [`MAX_MESSAGE_BYTES`] (tungstenite checks a frame's length in its header, before it
+/// reserves anything, and a fragmented message's length as its fragments arrive).
+pub(crate) fn websocket_config() -> WebSocketConfig {
+    // tungstenite zero-fills its whole read buffer before every read (128 KiB by default);
+    // chat frames are a few hundred bytes, so a small buffer saves that work on each frame.
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_SIZE)
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+}
+
+/// A WebSocket error as a typed transport error.
+fn ws_error(err: WsError) -> TransportError {
+    match err {
+        WsError::Capacity(_) => TransportError::FrameTooLarge {
+            max_bytes: MAX_MESSAGE_BYTES,
+        },
+        WsError::Utf8(e) => TransportError::Protocol(format!("a text frame is not UTF-8: {e}")),
+        WsError::Protocol(e) => TransportError::Protocol(format!("broken WebSocket frame: {e}")),
+        WsError::ConnectionClosed | WsError::AlreadyClosed => {
+            TransportError::Closed("server closed the connection".into())
+        }
+        other => TransportError::Unreachable(other.to_string()),
+    }
+}
 
 /// The pipelining WebSocket transport.
 ///
@@ -118,43 +153,22 @@ fn split_authority(authority: &str, default_port: u16) -> Option<(String, u16)> 
     (!host.is_empty()).then(|| (host.to_owned(), port))
 }
 
-/// The heartbeat deadline from an Engine.IO `OPEN` packet's JSON.
-fn heartbeat_from_open(open: &str) -> Result<Duration, TransportError> {
-    let value: Value = serde_json::from_str(open)
-        .map_err(|e| TransportError::Unreachable(format!("bad Engine.IO open packet: {e}")))?;
-    let field =
-        |name: &str, default: u64| value.get(name).and_then(Value::as_u64).unwrap_or(default);
-    Ok(Duration::from_millis(
-        field("pingInterval", DEFAULT_PING_INTERVAL_MS)
-            + field("pingTimeout", DEFAULT_PING_TIMEOUT_MS),
-    ))
-}
-
-/// A Socket.IO packet after its type: optional ack id digits, then a JSON array.
-fn split_ack_id(data: &str) -> (Option<u64>, &str) {
-    let digits = data.bytes().take_while(u8::is_ascii_digit).count();
-    let (id, rest) = data.split_at(digits);
-    (id.parse().ok(), rest)
-}
-
-/// Reads text frames until one arrives, answering pings; `None` on a closed socket.
-async fn next_text(socket: &mut Socket) -> Result<String, TransportError> {
+/// Reads frames until a text one arrives that is not a ping, answering pings and skipping
+/// binary frames; a closed socket is an error.
+async fn next_frame(socket: &mut Socket) -> Result<ServerFrame, TransportError> {
     loop {
         match socket.next().await {
-            Some(Ok(Frame::Text(text))) if text.as_str() == "2" => {
-                socket
-                    .send(Frame::text("3"))
-                    .await
-                    .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-            }
-            Some(Ok(Frame::Text(text))) => return Ok(text.as_str().to_owned()),
+            Some(Ok(Frame::Text(text))) => match parse_server_frame(text.as_str()) {
+                ServerFrame::Ping => socket.send(Frame::text("3")).await.map_err(ws_error)?,
+                frame => return Ok(frame),
+            },
             Some(Ok(Frame::Close(_))) | None => {
                 return Err(TransportError::Closed(
                     "server closed the connection".into(),
                 ))
             }
             Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(TransportError::Unreachable(e.to_string())),
+            Some(Err(e)) => return Err(ws_error(e)),
         }
     }
 }
@@ -172,35 +186,57 @@ async fn handshake(request: &ConnectRequest) -> Result<(Socket, Duration), Trans
     } else {
         MaybeTlsStream::Plain(tcp)
     };
-    // tungstenite zero-fills its whole read buffer before every read (128 KiB by default);
-    // chat frames are a few hundred bytes, so a small buffer saves that work on each frame.
-    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_SIZE);
     let (mut socket, _) =
-        tokio_tungstenite::client_async_with_config(target.url, stream, Some(config))
+        tokio_tungstenite::client_async_with_config(target.url, stream, Some(websocket_config()))
             .await
-            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-    let open = next_text(&mut socket).await?;
-    let heartbeat = match open.strip_prefix('0') {
-        Some(json) => heartbeat_from_open(json)?,
-        None => {
-            return Err(TransportError::Unreachable(format!(
-                "expected an Engine.IO open packet, got {open:?}"
+            .map_err(ws_error)?;
+    let heartbeat = match next_frame(&mut socket).await? {
+        ServerFrame::Open(json) => heartbeat_from_open(&json)?,
+        ServerFrame::Close => {
+            return Err(TransportError::Closed(
+                "server closed the connection".into(),
+            ))
+        }
+        other => {
+            return Err(TransportError::Protocol(format!(
+                "expected an Engine.IO open packet, got {}",
+                frame_kind(&other)
             )))
         }
     };
     socket
         .send(Frame::text(format!("40{}", request.auth)))
         .await
-        .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        .map_err(ws_error)?;
     loop {
-        let packet = next_text(&mut socket).await?;
-        if packet.starts_with("40") {
-            return Ok((socket, heartbeat));
+        match next_frame(&mut socket).await? {
+            ServerFrame::Connected => return Ok((socket, heartbeat)),
+            ServerFrame::ConnectError(refusal) => return Err(refusal),
+            ServerFrame::Close => {
+                return Err(TransportError::Closed(
+                    "server closed the connection".into(),
+                ))
+            }
+            // Anything else before CONNECT (there should be nothing) is ignored; the
+            // connect timeout bounds how long.
+            _ => {}
         }
-        if let Some(data) = packet.strip_prefix("44") {
-            return Err(parse_connect_error(data));
-        }
-        // Anything else before CONNECT (there should be nothing) is ignored.
+    }
+}
+
+/// What kind of frame this is, for an error message (never the frame itself, which may be
+/// large).
+fn frame_kind(frame: &ServerFrame) -> &'static str {
+    match frame {
+        ServerFrame::Open(_) => "an open packet",
+        ServerFrame::Ping => "a ping",
+        ServerFrame::Close => "a close",
+        ServerFrame::Connected => "a Socket.IO CONNECT",
+        ServerFrame::ConnectError(_) => "a Socket.IO CONNECT_ERROR",
+        ServerFrame::Event(_) => "an event",
+        ServerFrame::Ack { .. } => "an ack",
+        ServerFrame::Ignored => "a packet of no use here",
+        ServerFrame::Malformed(why) => why,
     }
 }
 
@@ -223,6 +259,8 @@ impl Transport for WebSocketTransport {
             death: DeathSignal::new(),
             ack_timeout: request.ack_timeout,
             closing: AtomicBool::new(false),
+            pong_queued: AtomicBool::new(false),
+            fault: Mutex::new(None),
             heard: LastHeard::new(),
         });
         let (sink, stream) = socket.split();
@@ -242,6 +280,12 @@ struct WsConnection {
     death: DeathSignal,
     ack_timeout: Duration,
     closing: AtomicBool,
+    /// A pong waits in `outgoing`: another ping is not answered twice, so a server that
+    /// pings without reading cannot grow the queue.
+    pong_queued: AtomicBool,
+    /// The typed error that ended the connection, when the server's input did (a frame too
+    /// large, a broken frame): what the requests still waiting fail with.
+    fault: Mutex<Option<TransportError>>,
     /// When the last frame of any kind arrived.
     heard: LastHeard,
 }
@@ -259,6 +303,41 @@ impl WsConnection {
         self.pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Called by the writer as it takes a frame off the queue: a pong leaving frees the
+    /// place for the next one.
+    fn note_written(&self, frame: &Frame) {
+        if matches!(frame, Frame::Text(text) if text.as_str() == "3") {
+            self.pong_queued.store(false, Ordering::Release);
+        }
+    }
+
+    /// Marks the connection dead because of `fault`, which the waiting requests fail with.
+    fn fail(&self, fault: TransportError) {
+        let reason = fault.to_string();
+        {
+            let mut slot = self.fault.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() && self.death.reason().is_none() {
+                *slot = Some(fault);
+            }
+        }
+        self.kill(&reason);
+    }
+
+    /// Why a request cannot get its answer any more: the typed fault, or the death reason.
+    fn death_error(&self) -> TransportError {
+        let fault = self.fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        fault.unwrap_or_else(|| {
+            TransportError::Closed(self.death.reason().unwrap_or_else(|| "closed".into()))
+        })
+    }
+
+    /// Queues a pong unless one is queued already.
+    fn pong(&self) {
+        if !self.pong_queued.swap(true, Ordering::AcqRel) {
+            let _ = self.outgoing.send(Frame::text("3"));
+        }
     }
 
     /// Marks the connection dead and fails every request still waiting.
@@ -309,9 +388,7 @@ impl Connection for WsConnection {
         tokio::select! {
             answer = rx => match answer {
                 Ok(value) => Ok(value),
-                Err(_) => Err(TransportError::Closed(
-                    self.death.reason().unwrap_or_else(|| "closed".into()),
-                )),
+                Err(_) => Err(self.death_error()),
             },
             () = tokio::time::sleep(self.ack_timeout) => {
                 self.close("ack timeout");
@@ -360,8 +437,10 @@ async fn write_loop(
             let Some(first) = first else {
                 return Ok(());
             };
+            conn.note_written(&first);
             sink.feed(first).await.map_err(|e| e.to_string())?;
             while let Ok(frame) = outgoing.try_recv() {
+                conn.note_written(&frame);
                 sink.feed(frame).await.map_err(|e| e.to_string())?;
             }
             sink.flush().await.map_err(|e| e.to_string())?;
@@ -391,89 +470,69 @@ async fn read_loop(
             Ok(None) | Ok(Some(Ok(Frame::Close(_)))) => {
                 break "server closed the connection".to_owned()
             }
-            Ok(Some(Err(err))) => break format!("transport error: {err}"),
+            Ok(Some(Err(err))) => {
+                let fault = ws_error(err);
+                let reason = format!("transport error: {fault}");
+                conn.fail(fault);
+                break reason;
+            }
             Ok(Some(Ok(Frame::Text(text)))) => {
                 conn.heard.now();
                 text
             }
             Ok(Some(Ok(_))) => {
+                // Binary frames (and WebSocket pings, which tungstenite answers) carry
+                // nothing for this protocol, but they show the link is alive.
                 conn.heard.now();
                 continue;
             }
         };
-        if let Some(reason) = handle_packet(&conn, text.as_str(), &inbound) {
+        if let Some(reason) = handle_frame(&conn, text.as_str(), &inbound) {
             break reason;
         }
     };
     conn.kill(&reason);
 }
 
-/// Handles one Engine.IO packet; returns a reason when it ends the connection.
-fn handle_packet(
+/// Handles one text frame; returns a reason when it ends the connection.
+fn handle_frame(
     conn: &WsConnection,
-    packet: &str,
+    text: &str,
     inbound: &mpsc::Sender<Inbound>,
 ) -> Option<String> {
-    match packet.as_bytes().first() {
-        Some(b'2') => {
-            // Ping: pong at once (the writer keeps it in order with everything else).
-            let _ = conn.outgoing.send(Frame::text("3"));
-            None
+    match parse_server_frame(text) {
+        // Ping: pong at once (the writer keeps it in order with everything else).
+        ServerFrame::Ping => conn.pong(),
+        ServerFrame::Close => return Some("server closed the connection".into()),
+        ServerFrame::ConnectError(refusal) => {
+            return Some(format!("server refused the connection: {refusal}"))
         }
-        Some(b'1') => Some("server closed the connection".into()),
-        Some(b'4') => handle_socketio(conn, &packet[1..], inbound),
-        _ => None,
-    }
-}
-
-/// Handles one Socket.IO packet (the part after Engine.IO's `4`).
-fn handle_socketio(
-    conn: &WsConnection,
-    packet: &str,
-    inbound: &mpsc::Sender<Inbound>,
-) -> Option<String> {
-    let (kind, rest) = packet.split_at(packet.len().min(1));
-    match kind {
-        "2" => {
-            let (_, json) = split_ack_id(rest);
-            let Ok(Value::Array(mut items)) = serde_json::from_str::<Value>(json) else {
-                tracing::warn!(packet, "ignoring a malformed Socket.IO event");
-                return None;
-            };
-            let Some(Value::String(event)) = items.first().cloned() else {
-                tracing::warn!(packet, "ignoring a Socket.IO event without a name");
-                return None;
-            };
-            let payload = if items.len() > 1 {
-                items.swap_remove(1)
-            } else {
-                Value::Null
-            };
-            match inbound.try_send(Inbound { event, payload }) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
-                Err(mpsc::error::TrySendError::Full(_)) => Some("inbound event buffer full".into()),
+        ServerFrame::Event(_) if text.len() > MAX_EVENT_FRAME_BYTES => {
+            tracing::warn!(
+                bytes = text.len(),
+                max = MAX_EVENT_FRAME_BYTES,
+                "ignoring a server event larger than any the protocol has"
+            );
+        }
+        ServerFrame::Event(event) => match inbound.try_send(event) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Some("inbound event buffer full".into())
             }
-        }
-        "3" => {
-            let (id, json) = split_ack_id(rest);
-            let Some(id) = id else {
-                tracing::warn!(packet, "ignoring an ack without an id");
-                return None;
-            };
-            let value = match serde_json::from_str::<Value>(json) {
-                Ok(value) => value,
-                // Unreadable: the request sees it as a malformed ack.
-                Err(_) => Value::String(json.to_owned()),
-            };
+        },
+        ServerFrame::Ack { id, value } => {
+            // An ack for no request waiting (never sent, timed out, answered) is ignored.
             if let Some(waiter) = conn.pending().remove(&id) {
                 let _ = waiter.send(value);
             }
-            None
         }
-        "1" => Some("server closed the connection".into()),
-        "4" => Some(format!("server refused the connection: {rest}")),
-        _ => None,
+        ServerFrame::Malformed(why) => {
+            let start: String = text.chars().take(80).collect();
+            tracing::warn!(why, start, "ignoring a malformed frame from the server");
+        }
+        ServerFrame::Open(_) | ServerFrame::Connected | ServerFrame::Ignored => {}
     }
+    None
 }
 
 #[cfg(test)]
@@ -521,6 +580,8 @@ mod tests {
             death: DeathSignal::new(),
             ack_timeout: Duration::from_secs(3600),
             closing: AtomicBool::new(false),
+            pong_queued: AtomicBool::new(false),
+            fault: Mutex::new(None),
             heard: LastHeard::new(),
         };
         for _ in 0..3 {
@@ -535,21 +596,5 @@ mod tests {
             "{} entries left",
             conn.pending().len()
         );
-    }
-
-    #[test]
-    fn ack_ids_are_read_before_the_json() {
-        assert_eq!(split_ack_id("12[1]"), (Some(12), "[1]"));
-        assert_eq!(split_ack_id("[\"e\"]"), (None, "[\"e\"]"));
-    }
-
-    #[test]
-    fn heartbeat_is_interval_plus_timeout() {
-        assert_eq!(
-            heartbeat_from_open(r#"{"sid":"x","pingInterval":300,"pingTimeout":200}"#)
-                .expect("open"),
-            Duration::from_millis(500)
-        );
-        assert!(heartbeat_from_open("not json").is_err());
     }
 }
