@@ -57,17 +57,20 @@ struct NodeServer {
     url: String,
     port: u16,
     db: PathBuf,
+    /// Flags beyond the port, secret and database, kept for a restart.
+    flags: Vec<String>,
 }
 
 impl NodeServer {
-    /// Starts the server on `db`, on `port` (0: any free one).
-    async fn start(db: &Path, port: u16) -> Self {
+    /// Starts the server on `db`, on `port` (0: any free one), with `flags`.
+    async fn start(db: &Path, port: u16, flags: Vec<String>) -> Self {
         ensure_node_modules();
         let mut child = Command::new("node")
             .arg("server.mjs")
             .args(["--port", &port.to_string(), "--secret", SECRET])
             .arg("--db")
             .arg(db)
+            .args(&flags)
             .current_dir(server_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -94,13 +97,15 @@ impl NodeServer {
             url,
             port,
             db: db.to_owned(),
+            flags,
         }
     }
 
     /// A server on a new database in a new temporary directory (removed when dropped).
-    async fn start_fresh() -> (tempfile::TempDir, Self) {
+    async fn start_fresh(flags: &[&str]) -> (tempfile::TempDir, Self) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = Self::start(&dir.path().join("chat.db"), 0).await;
+        let flags = flags.iter().map(|f| f.to_string()).collect();
+        let server = Self::start(&dir.path().join("chat.db"), 0, flags).await;
         (dir, server)
     }
 
@@ -119,7 +124,8 @@ impl NodeServer {
     async fn restart(&mut self) {
         self.kill().await;
         let db = self.db.clone();
-        *self = Self::start(&db, self.port).await;
+        let flags = std::mem::take(&mut self.flags);
+        *self = Self::start(&db, self.port, flags).await;
     }
 }
 
@@ -213,7 +219,7 @@ async fn assert_stored_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_are_received_once_in_order_and_reach_delivered_and_read() {
-    let (_dir, server) = NodeServer::start_fresh().await;
+    let (_dir, server) = NodeServer::start_fresh(&[]).await;
     let (alice, mut alice_events, bob, mut bob_events) =
         alice_and_bob(builder(&server.url, token("alice")), &server.url).await;
     let general = room("general");
@@ -255,7 +261,7 @@ async fn messages_are_received_once_in_order_and_reach_delivered_and_read() {
 /// dedup must answer the original, so nothing is stored twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resend_after_a_lost_ack_is_stored_once() {
-    let (_dir, server) = NodeServer::start_fresh().await;
+    let (_dir, server) = NodeServer::start_fresh(&[]).await;
     let transport = Arc::new(CountingTransport::default());
     let wire = transport.wire.clone();
     let alice = builder(&server.url, token("alice")).transport(transport);
@@ -286,7 +292,7 @@ async fn a_resend_after_a_lost_ack_is_stored_once() {
 /// goes on, and catches up when it is let back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_resets_lose_double_and_reorder_nothing_and_receivers_catch_up() {
-    let (_dir, server) = NodeServer::start_fresh().await;
+    let (_dir, server) = NodeServer::start_fresh(&[]).await;
     let relay = Relay::start(server.addr()).await.expect("relay starts");
     let (alice, mut alice_events, bob, mut bob_events) =
         alice_and_bob(builder(&relay.url(), token("alice")), &relay.url()).await;
@@ -362,7 +368,7 @@ async fn connection_resets_lose_double_and_reorder_nothing_and_receivers_catch_u
 /// outbox and is stored, once and in order, after it restarts on the same database file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_and_restarted_server_loses_nothing_sent_while_it_was_down() {
-    let (_dir, mut server) = NodeServer::start_fresh().await;
+    let (_dir, mut server) = NodeServer::start_fresh(&[]).await;
     let (alice, mut alice_events, bob, mut bob_events) =
         alice_and_bob(builder(&server.url, token("alice")), &server.url).await;
     let general = room("general");
@@ -390,6 +396,29 @@ async fn a_killed_and_restarted_server_loses_nothing_sent_while_it_was_down() {
     assert!(got_alice.iter().zip(&ids).all(|(m, id)| m.client_id == *id));
     assert_stored_once(&bob, &mut bob_events, &general, &expected).await;
     wait_outbox(&alice, &mut alice_events, &mut Vec::new(), is_delivered).await;
+    alice.close().await;
+    bob.close().await;
+}
+
+/// A server whose join answers carry no `watermarks` (as the protocol allows: an addition of
+/// chat-server): statuses still reach delivered and read, from `receipt:update` alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_watermarks_in_join_answers_statuses_move_on_receipt_updates() {
+    let (_dir, server) = NodeServer::start_fresh(&["--no-watermarks"]).await;
+    let (alice, mut alice_events, bob, mut bob_events) =
+        alice_and_bob(builder(&server.url, token("alice")), &server.url).await;
+    let general = room("general");
+    let sent = bodies("no watermarks", 10);
+    send_all(&alice, &general, &sent).await;
+    let got = collect_messages(&mut bob_events, &general, sent.len()).await;
+    assert_exactly_once_in_order(&got, &sent, 1);
+    let mut alice_seen = Vec::new();
+    wait_outbox(&alice, &mut alice_events, &mut alice_seen, is_delivered).await;
+    bob.mark_read(&general).await.expect("bob reads");
+    wait_outbox(&alice, &mut alice_events, &mut alice_seen, |state| {
+        matches!(state, MessageState::Read { .. })
+    })
+    .await;
     alice.close().await;
     bob.close().await;
 }
