@@ -48,6 +48,22 @@ pub struct ServeArgs {
     /// Most simultaneous connections per user.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_user: u32,
+    /// Most simultaneous TCP connections from one IP address (authenticated or not).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: u32,
+    /// Close a connection that has not sent its HTTP request head, or its Socket.IO
+    /// CONNECT after the upgrade, within this time.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Close a connection whose client has sent nothing for this long (more than the 25 s
+    /// ping interval: a live client answers every ping).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Let browser pages connect only from this origin (such as
+    /// `https://chat.example.com`); repeat for several. Without it any origin may connect.
+    /// Clients that send no `Origin` (the SDK, bots) are not affected.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
     /// How long a user stays online after its last socket closes.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub presence_grace: Duration,
@@ -107,6 +123,7 @@ impl ServeArgs {
         config.limits = Limits {
             max_body_chars: self.max_body_chars as usize,
             max_connections_per_user: self.max_connections_per_user as usize,
+            max_connections_per_address: self.max_connections_per_address as usize,
             ..Limits::default()
         };
         config.rates = RateLimits {
@@ -115,6 +132,9 @@ impl ServeArgs {
             other_per_sec: self.request_rate,
         };
         config.presence_grace = self.presence_grace;
+        config.handshake_timeout = self.handshake_timeout;
+        config.idle_timeout = self.idle_timeout;
+        config.allowed_origins = self.allowed_origins.clone();
         config.tls = self.tls();
         config.resume_extension = !self.no_resume;
         config.send_batch_extension = !self.no_send_batch;
@@ -184,6 +204,7 @@ pub async fn serve(
     announce: impl FnOnce(Listening),
 ) -> Result<(), ServeError> {
     let config = args.config()?;
+    raise_open_file_limit();
     let tls = config.tls.is_some();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -199,6 +220,16 @@ pub async fn serve(
     announce(Listening { addr, tls });
     stop.await;
     Ok(server.shutdown().await?)
+}
+
+/// Raises this process's soft limit on open files to its hard limit: every connection is a
+/// file descriptor, and the common soft default of 1,024 would cap the server at about a
+/// thousand clients however much the machine could serve.
+pub fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(open_files = limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }
 
 /// Resolves on Ctrl-C, or SIGTERM on Unix.

@@ -38,6 +38,16 @@ pub struct ServerConfig {
     pub ping_interval: Duration,
     /// Engine.IO ping timeout.
     pub ping_timeout: Duration,
+    /// How long a client may take to send its HTTP request head, and, once upgraded, the
+    /// Socket.IO CONNECT; a connection that has not done so by then is closed.
+    pub handshake_timeout: Duration,
+    /// A connection on which the client sends nothing for this long is closed, whatever it
+    /// is doing. Longer than `ping_interval`: a live client answers every ping.
+    pub idle_timeout: Duration,
+    /// The origins browser pages may connect from (`Origin` header values such as
+    /// `https://chat.example.com`); empty, the default: any origin. A request without an
+    /// `Origin` (not from a browser page: the SDK, a bot) is always let through.
+    pub allowed_origins: Vec<String>,
     /// Serve HTTPS and WSS with this certificate and key; `None` (the default) serves plain
     /// HTTP and WS.
     pub tls: Option<TlsConfig>,
@@ -69,6 +79,9 @@ impl ServerConfig {
             typing_expiry: Duration::from_secs(limits::TYPING_EXPIRY_SECS),
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            allowed_origins: Vec::new(),
             tls: None,
             resume_extension: true,
             send_batch_extension: true,
@@ -112,6 +125,9 @@ pub struct Limits {
     pub socket_buffer_packets: usize,
     /// Most simultaneous connections of one user.
     pub max_connections_per_user: usize,
+    /// Most simultaneous TCP connections from one IP address, authenticated or not; past
+    /// it a new connection is closed at once.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for Limits {
@@ -121,6 +137,7 @@ impl Default for Limits {
             max_packet_bytes: limits::MAX_PACKET_BYTES,
             socket_buffer_packets: 4096,
             max_connections_per_user: 16,
+            max_connections_per_address: 256,
         }
     }
 }

@@ -16,6 +16,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod accept;
 pub mod auth;
 pub mod cli;
 pub mod cluster;

@@ -143,6 +143,9 @@ fn escape(value: &str) -> String {
 pub static REQUESTS: LabelledCounter = LabelledCounter::new();
 /// Requests refused by a rate limit, by class.
 pub static RATE_LIMITED: LabelledCounter = LabelledCounter::new();
+/// TCP connections and HTTP requests refused before any Socket.IO handshake, by reason
+/// (`per_address`, `origin`).
+pub static CONNECTIONS_REFUSED: LabelledCounter = LabelledCounter::new();
 /// Sockets closed, by reason.
 pub static DISCONNECTS: LabelledCounter = LabelledCounter::new();
 /// Time the store took to commit a `message:send` or `message:send_batch`.
@@ -176,6 +179,12 @@ pub fn render(gauges: Gauges) -> String {
         "chat_requests_total",
         "Requests answered, by event and outcome.",
         &["event", "outcome"],
+    );
+    CONNECTIONS_REFUSED.render(
+        &mut out,
+        "chat_connections_refused_total",
+        "Connections and requests refused before the Socket.IO handshake, by reason.",
+        &["reason"],
     );
     RATE_LIMITED.render(
         &mut out,

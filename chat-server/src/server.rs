@@ -1,12 +1,11 @@
 //! Starting and stopping a server: the HTTP stack (plain, or TLS through [`crate::tls`]), the
 //! Socket.IO layer with explicit limits, the store, and the background tasks.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use chat_protocol::UserId;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::TransportType;
@@ -15,6 +14,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::accept::origin::{self, AllowedOrigins};
+use crate::accept::per_address::PerAddress;
+use crate::accept::{self, Guards};
 use crate::cluster::{ChatAdapter, ClusterDriver, Io};
 use crate::config::ServerConfig;
 use crate::connection::{authenticate, on_connect};
@@ -23,7 +25,7 @@ use crate::fanout::{self, sockets_in};
 use crate::state::{user_key, AppState};
 use crate::store::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Store};
 use crate::tails::{self, Watches};
-use crate::tls::{self, Tls};
+use crate::tls::Tls;
 
 /// How long shutdown waits for connections to close before it stops waiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -52,6 +54,12 @@ impl Server {
                 chat_protocol::limits::MAX_BODY_CHARS
             )));
         }
+        if config.idle_timeout <= config.ping_interval {
+            return Err(ServerError::Config(format!(
+                "the idle timeout ({:?}) must be longer than the ping interval ({:?}): a live client is silent between two pings",
+                config.idle_timeout, config.ping_interval
+            )));
+        }
         let tls = config.tls.as_ref().map(Tls::load).transpose()?;
         let (feed, feed_rx) = tokio::sync::mpsc::channel(crate::store::FEED_CAPACITY);
         let store = open_store(&config, feed).await?;
@@ -70,6 +78,12 @@ impl Server {
         let packet = config.limits.max_packet_bytes;
         let (ping_interval, ping_timeout) = (config.ping_interval, config.ping_timeout);
         let buffer = config.limits.socket_buffer_packets;
+        let guards = Guards {
+            per_address: PerAddress::new(config.limits.max_connections_per_address),
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+        };
+        let origins = AllowedOrigins::new(&config.allowed_origins);
         let (watches, watched) = Watches::channel();
         let state = AppState::new(config, store.clone(), watches);
         let (layer, io) = socketioxide::SocketIo::builder()
@@ -80,6 +94,7 @@ impl Server {
             .max_buffer_size(buffer)
             .ping_interval(ping_interval)
             .ping_timeout(ping_timeout)
+            .connect_timeout(guards.handshake_timeout)
             .with_state(state.clone())
             .with_adapter::<ChatAdapter>(RedisAdapterCtr::new_with_driver(
                 driver.clone(),
@@ -111,29 +126,14 @@ impl Server {
                     }
                 }),
             )
-            .layer(layer);
+            .layer(layer)
+            .layer(axum::middleware::from_fn_with_state(origins, origin::check));
         let (stop, stopped) = oneshot::channel::<()>();
         let stopped = async {
             let _ = stopped.await;
         };
         let secure = tls.is_some();
-        let serving = match tls {
-            None => {
-                // Small frames (acks, events) must leave at once: without TCP_NODELAY,
-                // Nagle's algorithm and the peer's delayed ACK hold them for up to 40 ms.
-                let listener = listener.tap_io(|tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                });
-                tokio::spawn(
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(stopped)
-                        .into_future(),
-                )
-            }
-            Some(tls) => tokio::spawn(tls::serve(listener, tls, app, stopped)),
-        };
+        let serving = tokio::spawn(accept::serve(listener, tls, guards, app, stopped));
         let (listener_task, heads) = match heads {
             Some((task, heads)) => (Some(task), Some(heads)),
             None => (None, None),

@@ -1,34 +1,20 @@
 //! TLS termination on rustls with the `ring` provider (no OpenSSL): loading the certificate
-//! and key, and serving the router over TLS.
-//!
-//! `axum::serve` speaks plain TCP only, so with TLS the server runs its own accept loop. Each
-//! connection gets a task that runs the handshake, bounded by a timeout, and then serves
-//! HTTP/1.1 on hyper with upgrades, so WebSockets work. A failed handshake drops that
-//! connection only. Shutdown works as `axum::serve`'s graceful shutdown does: stop
-//! accepting, ask every connection to finish, wait for them.
+//! and key, and the handshake of one accepted connection, bounded by a timeout so a client
+//! that connects and says nothing does not hold a task. Accepting and serving HTTP on top
+//! is [`crate::accept`]'s job.
 
-use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsConfig;
 use crate::error::TlsError;
-
-/// How long the accept loop waits after an error that is not about one connection (such as
-/// running out of file descriptors) before it accepts again.
-const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What a handshake needs: the acceptor and how long a handshake may take.
 #[derive(Clone)]
@@ -84,6 +70,21 @@ impl Tls {
             handshake_timeout: config.handshake_timeout,
         })
     }
+
+    /// The server side of the handshake on `stream`, failing with `TimedOut` when it takes
+    /// longer than the handshake timeout.
+    pub(crate) async fn handshake<S>(&self, stream: S) -> io::Result<TlsStream<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream)).await {
+            Ok(done) => done,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no TLS handshake within {:?}", self.handshake_timeout),
+            )),
+        }
+    }
 }
 
 /// A PEM error in words; `section` names what was looked for when nothing was found.
@@ -92,115 +93,5 @@ fn describe(error: pem::Error, section: &str) -> String {
         pem::Error::NoItemsFound => format!("no {section} section in it"),
         pem::Error::Io(e) => e.to_string(),
         other => format!("not valid PEM: {other}"),
-    }
-}
-
-/// Serves `router` over TLS on `listener` until `stop` resolves, then waits for the open
-/// connections to finish (the caller bounds how long it waits).
-pub(crate) async fn serve(
-    listener: TcpListener,
-    tls: Tls,
-    router: axum::Router,
-    stop: impl Future<Output = ()>,
-) -> io::Result<()> {
-    let (closing_tx, closing) = watch::channel(false);
-    let mut connections = JoinSet::new();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => break,
-            Some(finished) = connections.join_next() => {
-                if let Err(e) = finished {
-                    tracing::error!(error = %e, "connection task failed");
-                }
-            }
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    connections.spawn(connection(
-                        tcp,
-                        peer,
-                        tls.clone(),
-                        router.clone(),
-                        closing.clone(),
-                    ));
-                }
-                Err(e) if is_connection_error(&e) => {
-                    tracing::debug!(error = %e, "accept failed");
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "accept error; accepting again in {ACCEPT_BACKOFF:?}");
-                    tokio::select! {
-                        () = &mut stop => break,
-                        () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
-                    }
-                }
-            },
-        }
-    }
-    drop(listener);
-    // Receivers see `true` at once; `send` fails only when every connection is gone already.
-    let _ = closing_tx.send(true);
-    while connections.join_next().await.is_some() {}
-    Ok(())
-}
-
-/// Errors about one incoming connection, which say nothing about the listener.
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
-}
-
-/// Resolves once the server is shutting down.
-async fn closed(closing: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone, which only happens when serving is over too.
-    let _ = closing.wait_for(|closing| *closing).await;
-}
-
-/// One connection: the handshake, then HTTP (and the upgrades it asks for) until the client
-/// goes away or the server shuts down.
-async fn connection(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    tls: Tls,
-    router: axum::Router,
-    mut closing: watch::Receiver<bool>,
-) {
-    // Small frames (acks, events) must leave at once: without TCP_NODELAY, Nagle's algorithm
-    // and the peer's delayed ACK hold them for up to 40 ms.
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
-    }
-    let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(tcp));
-    let stream = tokio::select! {
-        done = handshake => match done {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, timeout = ?tls.handshake_timeout, "TLS handshake timed out");
-                return;
-            }
-        },
-        () = closed(&mut closing) => return,
-    };
-    let builder = Builder::new(TokioExecutor::new());
-    let serving = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(router));
-    tokio::pin!(serving);
-    let result = tokio::select! {
-        result = serving.as_mut() => result,
-        () = closed(&mut closing) => {
-            serving.as_mut().graceful_shutdown();
-            serving.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

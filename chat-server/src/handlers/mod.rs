@@ -12,7 +12,7 @@ use chat_protocol::{decode_request, ErrorBody, ErrorCode, RoomId, UserId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use socketioxide::extract::{AckSender, Extension, State, TryData};
+use socketioxide::extract::{AckSender, Event, Extension, State, TryData};
 use socketioxide::{SendError, SocketError};
 
 use crate::rate::RateClass;
@@ -178,6 +178,31 @@ pub fn register(socket: &Socket, config: &crate::config::ServerConfig) {
         RateClass::Other,
         presence::presence_get
     );
+    socket.on_fallback(unknown_event);
+}
+
+/// Any event the server has no handler for: an `invalid_payload` ack naming it (when the
+/// client asked for one), counted against the user's rate like any other request so that
+/// unknown events are no free way to keep the server busy.
+async fn unknown_event(
+    socket: Socket,
+    State(app): State<AppState>,
+    Extension(user): Extension<UserId>,
+    Event(event): Event,
+    ack: AckSender<ChatAdapter>,
+) {
+    let error = match app.limiters.check(RateClass::Other, &user) {
+        Err(limited) => limited,
+        Ok(()) => {
+            let shown: String = event.chars().take(64).collect();
+            ErrorBody::new(
+                ErrorCode::InvalidPayload,
+                format!("unknown event {shown:?}; docs/protocol.md lists the requests"),
+            )
+        }
+    };
+    crate::metrics::REQUESTS.inc(&["unknown", error.code.as_str()]);
+    send_ack(&socket, ack, ack::err(&error));
 }
 
 /// `forbidden` unless `user` is a member of `room`.
