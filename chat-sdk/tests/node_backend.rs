@@ -157,6 +157,26 @@ async fn alice_and_bob(alice: ClientBuilder, bob_url: &str) -> (Client, Events, 
     (alice, alice_events, bob, bob_events)
 }
 
+/// Alice sends `sent`; bob receives each once, in order, and alice sees them reach
+/// delivered (from bob's `receipt:delivered`), then read once bob marks the room read.
+async fn send_until_read(
+    (alice, alice_events, bob, bob_events): &mut (&Client, &mut Events, &Client, &mut Events),
+    general: &RoomId,
+    sent: &[String],
+) {
+    let ids = send_all(alice, general, sent).await;
+    let got = collect_messages(bob_events, general, sent.len()).await;
+    assert_exactly_once_in_order(&got, sent, 1);
+    assert!(got.iter().zip(&ids).all(|(m, id)| m.client_id == *id));
+    let mut alice_seen = Vec::new();
+    wait_outbox(alice, alice_events, &mut alice_seen, is_delivered).await;
+    bob.mark_read(general).await.expect("bob reads");
+    wait_outbox(alice, alice_events, &mut alice_seen, |state| {
+        matches!(state, MessageState::Read { .. })
+    })
+    .await;
+}
+
 fn is_delivered(state: &MessageState) -> bool {
     matches!(
         state,
@@ -225,19 +245,8 @@ async fn messages_are_received_once_in_order_and_reach_delivered_and_read() {
     let general = room("general");
 
     let sent = bodies("hello", 25);
-    let ids = send_all(&alice, &general, &sent).await;
-    let got = collect_messages(&mut bob_events, &general, sent.len()).await;
-    assert_exactly_once_in_order(&got, &sent, 1);
-    assert!(got.iter().zip(&ids).all(|(m, id)| m.client_id == *id));
-    // Bob's client acknowledged them with receipt:delivered; the server told alice.
-    let mut alice_seen = Vec::new();
-    wait_outbox(&alice, &mut alice_events, &mut alice_seen, is_delivered).await;
-
-    bob.mark_read(&general).await.expect("bob reads");
-    wait_outbox(&alice, &mut alice_events, &mut alice_seen, |state| {
-        matches!(state, MessageState::Read { .. })
-    })
-    .await;
+    let mut pair = (&alice, &mut alice_events, &bob, &mut bob_events);
+    send_until_read(&mut pair, &general, &sent).await;
 
     // Typing reaches the other member; presence and history answer.
     bob.typing(&general).await;
@@ -409,16 +418,8 @@ async fn without_watermarks_in_join_answers_statuses_move_on_receipt_updates() {
         alice_and_bob(builder(&server.url, token("alice")), &server.url).await;
     let general = room("general");
     let sent = bodies("no watermarks", 10);
-    send_all(&alice, &general, &sent).await;
-    let got = collect_messages(&mut bob_events, &general, sent.len()).await;
-    assert_exactly_once_in_order(&got, &sent, 1);
-    let mut alice_seen = Vec::new();
-    wait_outbox(&alice, &mut alice_events, &mut alice_seen, is_delivered).await;
-    bob.mark_read(&general).await.expect("bob reads");
-    wait_outbox(&alice, &mut alice_events, &mut alice_seen, |state| {
-        matches!(state, MessageState::Read { .. })
-    })
-    .await;
+    let mut pair = (&alice, &mut alice_events, &bob, &mut bob_events);
+    send_until_read(&mut pair, &general, &sent).await;
     alice.close().await;
     bob.close().await;
 }
