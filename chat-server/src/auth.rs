@@ -59,10 +59,52 @@ pub fn mint_token(secret: &str, user: &UserId, ttl: Duration) -> Result<String, 
     )?)
 }
 
-/// Checks a token's signature and expiry and returns its user.
+/// A token that passed its checks: whose it is and until when it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The user, from `sub`.
+    pub user: UserId,
+    /// `exp`, in seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// When the token a socket connected with stops being good; every request checks it, so a
+/// token that expires mid-session is refused at the socket's next request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TokenExpiry {
+    /// `exp` plus the leeway, in seconds since the Unix epoch.
+    refused_after: u64,
+}
+
+impl TokenExpiry {
+    /// A token with `exp` at `expires_at`, checked with `leeway`.
+    pub(crate) fn new(expires_at: u64, leeway: Duration) -> Self {
+        Self {
+            refused_after: expires_at.saturating_add(leeway.as_secs()),
+        }
+    }
+
+    /// Whether the token has expired, leeway included.
+    pub(crate) fn has_passed(self) -> bool {
+        now_secs() > self.refused_after
+    }
+}
+
+/// Checks a token's signature and expiry (with [`LEEWAY_SECS`]) and returns its user.
 pub fn verify_token(secret: &str, token: &str) -> Result<UserId, TokenError> {
+    verify_token_with(secret, token, Duration::from_secs(LEEWAY_SECS)).map(|v| v.user)
+}
+
+/// Checks a token's signature and expiry, allowing `leeway` of clock difference, and
+/// returns its user and expiry.
+pub fn verify_token_with(
+    secret: &str,
+    token: &str,
+    leeway: Duration,
+) -> Result<Verified, TokenError> {
+    let leeway = leeway.as_secs();
     let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = LEEWAY_SECS;
+    validation.leeway = leeway;
     validation.set_required_spec_claims(&["exp", "sub"]);
     // `nbf` is checked only when the token has one.
     validation.validate_nbf = true;
@@ -74,11 +116,14 @@ pub fn verify_token(secret: &str, token: &str) -> Result<UserId, TokenError> {
     if data
         .claims
         .iat
-        .is_some_and(|iat| iat > now_secs().saturating_add(LEEWAY_SECS) as f64)
+        .is_some_and(|iat| iat > now_secs().saturating_add(leeway) as f64)
     {
         return Err(TokenError::IssuedInTheFuture);
     }
-    Ok(UserId::new(data.claims.sub)?)
+    Ok(Verified {
+        user: UserId::new(data.claims.sub)?,
+        expires_at: data.claims.exp,
+    })
 }
 
 #[cfg(test)]

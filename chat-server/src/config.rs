@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub head_poll: Duration,
     /// The HS256 secret tokens are signed with.
     pub jwt_secret: String,
+    /// Clock difference allowed when checking a token's `exp` (and `nbf`, `iat`), on
+    /// connect and at every request.
+    pub token_leeway: Duration,
     /// Whether SQLite syncs every commit to disk (`synchronous=FULL`); `false` uses `NORMAL`,
     /// which survives a process crash but may lose the last commits on power loss.
     pub durable: bool,
@@ -72,6 +75,7 @@ impl ServerConfig {
             redis_url: None,
             head_poll: Duration::from_millis(250),
             jwt_secret: jwt_secret.into(),
+            token_leeway: Duration::from_secs(crate::auth::LEEWAY_SECS),
             durable: true,
             limits: Limits::default(),
             rates: RateLimits::default(),

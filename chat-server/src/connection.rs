@@ -10,7 +10,7 @@ use serde::Deserialize;
 use socketioxide::extract::{Extension, State, TryData};
 use socketioxide::socket::DisconnectReason;
 
-use crate::auth::verify_token;
+use crate::auth::{verify_token_with, TokenExpiry, Verified};
 use crate::fanout::announce;
 use crate::handlers;
 use crate::request_order::Turnstile;
@@ -44,10 +44,13 @@ pub async fn authenticate(
     TryData(auth): TryData<AuthPayload>,
 ) -> Result<(), Refusal> {
     let auth = auth.map_err(|_| Refusal::Unauthorized)?;
-    let user = verify_token(&app.config.jwt_secret, &auth.token).map_err(|e| {
-        tracing::info!(sid = %socket.id, error = %e, "connection refused");
-        Refusal::Unauthorized
-    })?;
+    let Verified { user, expires_at } =
+        verify_token_with(&app.config.jwt_secret, &auth.token, app.config.token_leeway).map_err(
+            |e| {
+                tracing::info!(sid = %socket.id, error = %e, "connection refused");
+                Refusal::Unauthorized
+            },
+        )?;
     let came_online = app
         .presence
         .admit(&user, app.config.limits.max_connections_per_user)
@@ -56,6 +59,9 @@ pub async fn authenticate(
             Refusal::TooManyConnections
         })?;
     socket.extensions.insert(user.clone());
+    socket
+        .extensions
+        .insert(TokenExpiry::new(expires_at, app.config.token_leeway));
     socket.extensions.insert(Arc::new(Turnstile::default()));
     socket.extensions.insert(CameOnline(came_online));
     // Handlers are registered here, not in `on_connect`: socketioxide sends CONNECT right

@@ -15,6 +15,7 @@ use serde_json::Value;
 use socketioxide::extract::{AckSender, Event, Extension, State, TryData};
 use socketioxide::{SendError, SocketError};
 
+use crate::auth::TokenExpiry;
 use crate::rate::RateClass;
 use crate::request_order::Turn;
 use crate::state::AppState;
@@ -100,10 +101,15 @@ macro_rules! on_request {
              io: Io,
              State(app): State<AppState>,
              Extension(user): Extension<UserId>,
+             Extension(expiry): Extension<TokenExpiry>,
              ack: AckSender<ChatAdapter>,
              TryData(argument): TryData<Value>,
              turn: Turn| async move {
                 let _turn = turn.wait().await;
+                if expiry.has_passed() {
+                    refuse_expired($event, &socket, ack);
+                    return;
+                }
                 let reply = respond($event, &app, $class, &user, argument, |request| {
                     $handler(&app, &io, &socket, &user, request)
                 })
@@ -112,6 +118,19 @@ macro_rules! on_request {
             },
         )
     };
+}
+
+/// The answer to a request on a socket whose token has expired since it connected: an
+/// `unauthorized` ack, then the socket is closed so that its client reconnects with a new
+/// token (the SDK's refresh hook).
+fn refuse_expired(event: &str, socket: &Socket, ack: AckSender<ChatAdapter>) {
+    crate::metrics::REQUESTS.inc(&[event, ErrorCode::Unauthorized.as_str()]);
+    let error = ErrorBody::new(
+        ErrorCode::Unauthorized,
+        "the token has expired; reconnect with a new one",
+    );
+    send_ack(socket, ack, ack::err(&error));
+    crate::fanout::disconnect(socket.clone());
 }
 
 /// Registers every request handler on a freshly connected socket; the extensions
@@ -188,9 +207,14 @@ async fn unknown_event(
     socket: Socket,
     State(app): State<AppState>,
     Extension(user): Extension<UserId>,
+    Extension(expiry): Extension<TokenExpiry>,
     Event(event): Event,
     ack: AckSender<ChatAdapter>,
 ) {
+    if expiry.has_passed() {
+        refuse_expired("unknown", &socket, ack);
+        return;
+    }
     let error = match app.limiters.check(RateClass::Other, &user) {
         Err(limited) => limited,
         Ok(()) => {
