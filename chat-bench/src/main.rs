@@ -21,7 +21,10 @@ fn main() -> ExitCode {
     if rest.first().is_some_and(|a| a == "serve-child") {
         return serve_child(program, rest[1..].to_vec());
     }
-    let opts = Opts::parse();
+    let mut opts = Opts::parse();
+    if let Some(soak) = opts.soak {
+        opts.duration = soak;
+    }
     init_logs("chat_bench=info");
     // The bench hosts many clients that would each have a process of their own; the SDK's
     // store commits run on the runtime's threads, so more threads than cores keep one

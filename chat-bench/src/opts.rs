@@ -191,6 +191,19 @@ pub struct Opts {
     /// The executable started as the server (default: this program, which can serve).
     #[arg(long, hide = true)]
     pub server_exe: Option<PathBuf>,
+    /// A soak test: run for this long (in place of `--duration`, for example `1h`) and
+    /// sample the memory and open files of the bench and of the server every
+    /// `--sample-every`; the report shows the curve.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["duration", "sweep", "compare"])]
+    pub soak: Option<Duration>,
+    /// With `--soak`: the time between two samples.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub sample_every: Duration,
+    /// Add a flooder beside the measured load: one more user, in a room of its own, sending
+    /// `message:send` as fast as its socket takes them without waiting for answers. With
+    /// `--server-limits default` this shows what a flood costs everyone else.
+    #[arg(long, conflicts_with = "sweep")]
+    pub flooder: bool,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,

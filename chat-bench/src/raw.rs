@@ -41,6 +41,17 @@ impl std::fmt::Debug for RawClient {
     }
 }
 
+/// A bare rust_socketio client of `url` over WebSocket, authenticated with `token`, that
+/// reconnects by itself as quickly as rust_socketio allows.
+pub fn builder(url: &str, token: &str) -> SioBuilder {
+    SioBuilder::new(url)
+        .transport_type(TransportType::Websocket)
+        .reconnect(true)
+        .reconnect_on_disconnect(true)
+        .reconnect_delay(20, 500)
+        .auth(json!({ "token": token }))
+}
+
 /// Connects bare client `index` and joins its room.
 pub async fn connect(
     index: u32,
@@ -54,12 +65,7 @@ pub async fn connect(
     let room_id_for_join = room_name(prefix, room);
     let on_message = tx.clone();
     let room_id = room_name(prefix, room);
-    let client = SioBuilder::new(url)
-        .transport_type(TransportType::Websocket)
-        .reconnect(true)
-        .reconnect_on_disconnect(true)
-        .reconnect_delay(20, 500)
-        .auth(json!({ "token": token }))
+    let client = builder(url, &token)
         .on("message:new", move |payload: Payload, _| {
             if let Payload::Text(values) = payload {
                 if let Some(body) = values.first().and_then(|v| v["body"].as_str()) {

@@ -95,6 +95,12 @@ pub struct RunReport {
     pub restart_to_stored_ms: Percentiles,
     /// CPU time the run cost, from `/proc`.
     pub cpu: CpuCost,
+    /// What the flooder did (`--flooder`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flooder: Option<crate::flooder::FlooderReport>,
+    /// Memory and open files over the run (`--soak`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<crate::resources::ResourceSample>,
 }
 
 /// CPU time a run cost: the bench process (its clients) and the server it started.
@@ -458,10 +464,44 @@ pub fn human(report: &Report) -> String {
     latency_block(&mut out, "restart to stored", &runs, &names, |r| {
         r.restart_to_stored_ms
     });
+    if let Some(flooder) = &report.primary.flooder {
+        let _ = writeln!(
+            out,
+            "\nflooder: {} message:send written, {:.0}/s, beside the load",
+            flooder.emitted, flooder.per_s
+        );
+    }
+    resources_table(&mut out, &report.primary.resources);
     if let Some(baseline) = &report.baseline {
         let _ = writeln!(out, "\n{}: {}", names[1], verdict(baseline));
     }
     out
+}
+
+/// The soak's samples, one line each.
+fn resources_table(out: &mut String, samples: &[crate::resources::ResourceSample]) {
+    if samples.is_empty() {
+        return;
+    }
+    let shown = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    let mib =
+        |v: Option<u64>| v.map_or("-".to_owned(), |kib| format!("{:.1}", kib as f64 / 1024.0));
+    let _ = writeln!(
+        out,
+        "\n{:>9}  {:>14}  {:>10}  {:>15}  {:>11}",
+        "elapsed", "bench RSS MiB", "bench fds", "server RSS MiB", "server fds"
+    );
+    for sample in samples {
+        let _ = writeln!(
+            out,
+            "{:>8.0}s  {:>14}  {:>10}  {:>15}  {:>11}",
+            sample.elapsed_s,
+            mib(sample.bench_rss_kib),
+            shown(sample.bench_fds),
+            mib(sample.server_rss_kib),
+            shown(sample.server_fds)
+        );
+    }
 }
 
 /// The human-readable idle-connection report.
@@ -504,6 +544,8 @@ mod tests {
             reconnect_ms: Percentiles::default(),
             restart_to_stored_ms: Percentiles::default(),
             cpu: CpuCost::default(),
+            flooder: None,
+            resources: Vec::new(),
         }
     }
 

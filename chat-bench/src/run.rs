@@ -156,6 +156,11 @@ fn validate(opts: &Opts) -> Result<(), BenchError> {
     if !(opts.rate.is_finite() && opts.rate > 0.0) {
         return Err(BenchError::Usage("--rate must be a positive number".into()));
     }
+    if opts.soak.is_some() && opts.sample_every.is_zero() {
+        return Err(BenchError::Usage(
+            "--sample-every must be more than zero".into(),
+        ));
+    }
     if opts.duration.is_zero() {
         return Err(BenchError::Usage(
             "--duration must be more than zero".into(),
@@ -360,6 +365,25 @@ pub(crate) async fn run_once(
     let start = Instant::now() + Duration::from_millis(200);
     let end = start + opts.duration;
     let (finish, finished) = watch::channel(false);
+    let sampler = opts.soak.map(|_| {
+        tokio::spawn(crate::resources::sample(
+            opts.sample_every,
+            target.nodes.clone(),
+            start,
+            finished.clone(),
+        ))
+    });
+    let (stop_flood, flood_stops) = watch::channel(false);
+    let flooder = if opts.flooder {
+        Some(start_flooder(
+            node_urls[0].clone(),
+            target.token(&format!("bench-{prefix}-flooder"))?,
+            format!("bench-{prefix}-flood"),
+            flood_stops,
+        ))
+    } else {
+        None
+    };
     let schedules: Vec<Schedule> = connected
         .iter()
         .map(|_| Schedule {
@@ -400,6 +424,7 @@ pub(crate) async fn run_once(
     let progress = Progress::start(opts, kind, live.clone(), start, end);
 
     tokio::time::sleep_until(end).await;
+    let _ = stop_flood.send(true);
     let injected = faults
         .await
         .map_err(|e| BenchError::Server(format!("fault injector failed: {e}")))??;
@@ -453,7 +478,37 @@ pub(crate) async fn run_once(
         spent(cpu_at_start.1, cpu_at_end.1),
         report.delivered,
     );
+    if let Some(sampler) = sampler {
+        report.resources = sampler
+            .await
+            .map_err(|e| BenchError::Server(format!("the resource sampler failed: {e}")))?;
+    }
+    if let Some(flooder) = flooder {
+        report.flooder = Some(
+            tokio::task::spawn_blocking(move || flooder.join())
+                .await
+                .map_err(|e| BenchError::Server(format!("the flooder failed: {e}")))?
+                .map_err(|_| BenchError::Server("the flooder panicked".into()))??,
+        );
+    }
     Ok(report)
+}
+
+/// Starts the flooder on a thread and runtime of its own, so that its busy loop competes
+/// with the measured clients for CPU only, as another process would, not for their
+/// runtime's scheduler.
+fn start_flooder(
+    url: String,
+    token: String,
+    room: String,
+    stops: watch::Receiver<bool>,
+) -> std::thread::JoinHandle<Result<crate::flooder::FlooderReport, BenchError>> {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(crate::flooder::run(url, token, room, stops))
+    })
 }
 
 /// CPU seconds so far of the bench process and of the server it started.
@@ -515,6 +570,8 @@ fn summarise(
         reconnect_ms: merge(|r| &r.reconnect),
         restart_to_stored_ms: merge(|r| &r.restart_store),
         cpu: CpuCost::default(),
+        flooder: None,
+        resources: Vec::new(),
     };
     report.counts(counts, still_arriving);
     report

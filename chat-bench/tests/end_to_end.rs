@@ -100,6 +100,19 @@ async fn sdk_delivers_everything_once_and_in_order_across_every_fault_kind() {
     assert_matches_schema(&report);
 }
 
+/// Nothing lost, undelivered, doubled or reordered, and the drain finished.
+fn assert_clean(sdk: &chat_bench::report::RunReport) {
+    assert!(
+        sdk.clean(),
+        "drained {} lost {} undelivered {} duplicated {} reordered {}",
+        sdk.drained,
+        sdk.lost,
+        sdk.undelivered,
+        sdk.duplicated,
+        sdk.reordered
+    );
+}
+
 /// The report validates against docs/bench-report.schema.json.
 fn assert_matches_schema(report: &chat_bench::report::Report) {
     let json = serde_json::to_value(report).expect("serializes");
@@ -130,6 +143,8 @@ fn bad_options_are_usage_errors_with_exit_code_2() {
             "--faults",
             "kick",
         ],
+        // `--soak` is the duration of a soak; both cannot be given.
+        vec!["--soak", "1h"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
             .args(&args)
@@ -219,15 +234,7 @@ async fn sdk_stays_clean_under_the_servers_default_limits() {
         "faults forced reconnects: {}",
         sdk.reconnects
     );
-    assert!(
-        sdk.clean(),
-        "drained {} lost {} undelivered {} duplicated {} reordered {}",
-        sdk.drained,
-        sdk.lost,
-        sdk.undelivered,
-        sdk.duplicated,
-        sdk.reordered
-    );
+    assert_clean(sdk);
     assert_eq!(sdk.delivered, sdk.acked * 2);
 }
 
@@ -382,4 +389,39 @@ fn node_faults_need_several_nodes() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+/// `--soak` samples the memory and open files of the bench and of the server it started
+/// over the run, and `--flooder` floods beside the load under the server's default limits:
+/// the load stays clean, every sample has the server's numbers, and the report matches its
+/// schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soak_beside_a_flooder_samples_resources_and_stays_clean() {
+    let mut options = opts(&[
+        "--server-limits",
+        "default",
+        "--flooder",
+        "--sample-every",
+        "1s",
+    ]);
+    // What `chat-bench --soak 3s` does with its value.
+    options.soak = Some(options.duration);
+    let report = chat_bench::run(&options).await.expect("bench runs");
+    let sdk = &report.primary;
+    assert_clean(sdk);
+    let flooder = sdk.flooder.expect("a flooder report");
+    assert!(flooder.emitted > 0, "{flooder:?}");
+    assert!(
+        sdk.resources.len() >= 4,
+        "a sample a second over 3 s and one at the end: {:?}",
+        sdk.resources
+    );
+    assert!(
+        sdk.resources
+            .iter()
+            .all(|s| s.server_rss_kib.is_some() && s.server_fds.is_some() && s.bench_fds.is_some()),
+        "{:?}",
+        sdk.resources
+    );
+    assert_matches_schema(&report);
 }

@@ -129,6 +129,9 @@ pub struct Limits {
     pub socket_buffer_packets: usize,
     /// Most simultaneous connections of one user.
     pub max_connections_per_user: usize,
+    /// Most requests of one socket waiting to be handled (they are handled one at a time, in
+    /// order); a client that sends more without waiting for answers is disconnected.
+    pub max_queued_requests: usize,
     /// Most simultaneous TCP connections from one IP address, authenticated or not; past
     /// it a new connection is closed at once.
     pub max_connections_per_address: usize,
@@ -142,6 +145,7 @@ impl Default for Limits {
             socket_buffer_packets: 4096,
             max_connections_per_user: 16,
             max_connections_per_address: 256,
+            max_queued_requests: 1024,
         }
     }
 }

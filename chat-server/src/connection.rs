@@ -62,7 +62,9 @@ pub async fn authenticate(
     socket
         .extensions
         .insert(TokenExpiry::new(expires_at, app.config.token_leeway));
-    socket.extensions.insert(Arc::new(Turnstile::default()));
+    socket.extensions.insert(Arc::new(Turnstile::new(
+        app.config.limits.max_queued_requests,
+    )));
     socket.extensions.insert(CameOnline(came_online));
     // Handlers are registered here, not in `on_connect`: socketioxide sends CONNECT right
     // after the middleware and only then spawns the connect handler, so a client that

@@ -1,105 +1,154 @@
-//! Per-socket ordering of request handling.
+//! Per-socket ordering of request handling, and the bound on a socket's queue.
 //!
 //! socketioxide runs every event handler in its own task, so two requests from one socket
 //! may be handled in either order. Extraction, though, happens in arrival order on the
-//! socket's receive loop. [`Turn`] takes a ticket during extraction; the handler waits for its
-//! ticket to come up before touching state and passes the turn on when it is done (or dropped),
-//! so one socket's requests take effect exactly in the order they arrived.
+//! socket's receive loop. [`Turn`] takes a place in line during extraction; the handler waits
+//! for the request before it to be done before touching state, and passes the turn on when it
+//! is done (or dropped), so one socket's requests take effect exactly in the order they
+//! arrived. Each request waits on the one before it alone (a chain of one-shot channels), so
+//! passing the turn wakes one task, however long the line.
+//!
+//! A client that sends faster than its requests are handled (a flood that never waits for
+//! its acks) would grow that line, and the server's memory, without bound: past
+//! [`Turnstile::new`]'s limit its socket is closed instead.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use socketioxide_core::Value;
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
-/// A socket's ticket dispenser and the ticket now being served.
+/// A socket's line of requests: the end of the line, and how many are in it.
 #[derive(Debug)]
 pub struct Turnstile {
-    next_ticket: AtomicU64,
-    serving: watch::Sender<u64>,
+    /// Resolves when the last request in line is done.
+    last: Mutex<Option<oneshot::Receiver<()>>>,
+    queued: AtomicUsize,
+    max_queued: usize,
 }
 
-impl Default for Turnstile {
-    fn default() -> Self {
+impl Turnstile {
+    /// A line of at most `max_queued` requests.
+    pub fn new(max_queued: usize) -> Self {
         Self {
-            next_ticket: AtomicU64::new(0),
-            serving: watch::Sender::new(0),
+            last: Mutex::new(None),
+            queued: AtomicUsize::new(0),
+            max_queued,
         }
+    }
+
+    /// A place at the end of the line, or `None` when the line is full.
+    fn join(self: &Arc<Self>) -> Option<Turn> {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let (done, next_waits_on) = oneshot::channel();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let after = last.replace(next_waits_on);
+        Some(Turn {
+            after,
+            done: Some(done),
+            turnstile: Some(self.clone()),
+        })
     }
 }
 
 /// A request's place in its socket's order. Must be the last extractor of a handler, so that
-/// a ticket is only taken when the handler really runs.
+/// a place is only taken when the handler really runs.
 #[derive(Debug)]
 pub struct Turn {
-    ticket: u64,
+    after: Option<oneshot::Receiver<()>>,
+    done: Option<oneshot::Sender<()>>,
     turnstile: Option<Arc<Turnstile>>,
 }
 
 impl Turn {
     /// Waits until every earlier request of this socket is done; the returned guard passes
     /// the turn on when dropped.
-    pub async fn wait(self) -> TurnGuard {
-        if let Some(turnstile) = &self.turnstile {
-            let mut serving = turnstile.serving.subscribe();
-            // The sender lives in the turnstile we hold, so this cannot fail.
-            let _ = serving.wait_for(|now| *now == self.ticket).await;
+    pub async fn wait(mut self) -> TurnGuard {
+        if let Some(before) = self.after.take() {
+            // An error means the one before was dropped: it is done as well.
+            let _ = before.await;
         }
         TurnGuard { turn: self }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(turnstile) = &self.turnstile {
+            turnstile.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        // Dropping `done` wakes the next request; a request dropped before its turn came
+        // must still not let the next one overtake the one before it.
+        if let (Some(before), Some(done)) = (self.after.take(), self.done.take()) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = before.await;
+                    drop(done);
+                });
+            }
+        }
     }
 }
 
 /// Holds the turn; dropping it lets the socket's next request proceed.
 #[derive(Debug)]
 pub struct TurnGuard {
+    #[allow(dead_code)]
     turn: Turn,
 }
 
-impl Drop for TurnGuard {
-    fn drop(&mut self) {
-        if let Some(turnstile) = &self.turn.turnstile {
-            let next = self.turn.ticket + 1;
-            turnstile.serving.send_modify(|now| *now = next);
-        }
-    }
-}
+/// The socket sent more requests than its line holds; it has been closed.
+#[derive(Debug, thiserror::Error)]
+#[error("too many requests waiting on this socket; it was closed")]
+pub struct LineFull;
 
 impl<A: Adapter> FromMessageParts<A> for Turn {
-    type Error = std::convert::Infallible;
+    type Error = LineFull;
 
     fn from_message_parts(
         socket: &Arc<Socket<A>>,
         _: &mut Value,
         _: &Option<i64>,
     ) -> Result<Self, Self::Error> {
-        let turnstile = socket.extensions.get::<Arc<Turnstile>>();
-        let ticket = turnstile
-            .as_ref()
-            .map(|t| t.next_ticket.fetch_add(1, Ordering::SeqCst))
-            .unwrap_or(0);
-        Ok(Turn { ticket, turnstile })
+        let Some(turnstile) = socket.extensions.get::<Arc<Turnstile>>() else {
+            return Ok(Turn {
+                after: None,
+                done: None,
+                turnstile: None,
+            });
+        };
+        turnstile.join().ok_or_else(|| {
+            if socket.extensions.get::<Flooded>().is_none() {
+                socket.extensions.insert(Flooded);
+                tracing::warn!(sid = %socket.id, "request line full; closing the socket");
+                crate::metrics::DISCONNECTS.inc(&["request_flood"]);
+                crate::fanout::disconnect(SocketRef::from(socket.clone()));
+            }
+            LineFull
+        })
     }
 }
+
+/// Marks a socket closed for flooding, so that it is closed (and counted) once.
+#[derive(Clone, Copy, Debug)]
+struct Flooded;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn take(turnstile: &Arc<Turnstile>) -> Turn {
-        Turn {
-            ticket: turnstile.next_ticket.fetch_add(1, Ordering::SeqCst),
-            turnstile: Some(turnstile.clone()),
-        }
-    }
-
     #[tokio::test]
-    async fn later_tickets_wait_for_earlier_ones() {
-        let turnstile = Arc::new(Turnstile::default());
-        let first = take(&turnstile);
-        let second = take(&turnstile);
+    async fn later_requests_wait_for_earlier_ones() {
+        let turnstile = Arc::new(Turnstile::new(8));
+        let first = turnstile.join().expect("room");
+        let second = turnstile.join().expect("room");
         let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel();
         let log = log_tx.clone();
         let late = tokio::spawn(async move {
@@ -114,5 +163,15 @@ mod tests {
         late.await.expect("second finishes");
         assert_eq!(log_rx.recv().await, Some(1));
         assert_eq!(log_rx.recv().await, Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_full_line_takes_no_more_until_a_request_is_done() {
+        let turnstile = Arc::new(Turnstile::new(2));
+        let first = turnstile.join().expect("room");
+        let _second = turnstile.join().expect("room");
+        assert!(turnstile.join().is_none(), "the line holds two");
+        drop(first.wait().await);
+        assert!(turnstile.join().is_some(), "a done request frees its place");
     }
 }

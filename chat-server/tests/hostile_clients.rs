@@ -380,3 +380,25 @@ async fn events_before_the_connect_are_never_handled() {
     assert_eq!(sync["messages"], json!([]), "{sync}");
     bystander_still_sends(&bystander, "general", 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_floods_requests_without_waiting_is_closed_and_harms_no_one() {
+    let server = TestServer::start_with(|config| config.limits.max_queued_requests = 64)
+        .await
+        .expect("server starts");
+    let bystander = RawClient::as_user(&server, "bystander").await;
+    bystander.join("general").await;
+
+    let mut flooder = raw_websocket(server.addr()).await;
+    let auth = json!({ "token": server.token("flooder") });
+    write_frame(&mut flooder, 1, format!("40{auth}").as_bytes()).await;
+    let connected = next_packet(&mut flooder).await.expect("CONNECT answer");
+    assert!(connected.starts_with(b"40"));
+    // Thousands of requests written at once, none waiting for its answer.
+    let flood = br#"42["message:sync",{"room":"general","after_seq":0}]"#;
+    for _ in 0..5_000 {
+        write_frame(&mut flooder, 1, flood).await;
+    }
+    closed_by_server(&mut flooder).await;
+    bystander_still_sends(&bystander, "general", 1).await;
+}
