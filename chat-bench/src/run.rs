@@ -316,9 +316,13 @@ pub(crate) async fn run_once(
         std::fs::create_dir_all(dir)?;
     }
 
+    // Users and rooms are new on every run, so a second run against the same server (`--url`)
+    // does not read the first one's messages as duplicates.
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let run_id = &run_id[..8];
     let prefix = match kind {
-        ClientKind::Sdk => format!("s{tag}"),
-        ClientKind::Raw => format!("r{tag}"),
+        ClientKind::Sdk => format!("s{tag}-{run_id}"),
+        ClientKind::Raw => format!("r{tag}-{run_id}"),
     };
     let mut connected = Vec::with_capacity(clients as usize);
     let indices: Vec<u32> = (0..clients).collect();
