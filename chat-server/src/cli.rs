@@ -51,8 +51,8 @@ pub struct ServeArgs {
     /// Most simultaneous TCP connections from one IP address (authenticated or not).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_address: u32,
-    /// Close a connection that has not sent its HTTP request head, or its Socket.IO
-    /// CONNECT after the upgrade, within this time.
+    /// Close a connection that has not finished its TLS handshake, sent its HTTP request
+    /// head, or sent its Socket.IO CONNECT after the upgrade within this time (each step).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
     /// Close a connection whose client has sent nothing for this long (more than the 25 s
@@ -135,7 +135,11 @@ impl ServeArgs {
         config.handshake_timeout = self.handshake_timeout;
         config.idle_timeout = self.idle_timeout;
         config.allowed_origins = self.allowed_origins.clone();
-        config.tls = self.tls();
+        // The handshake timeout bounds the TLS handshake too: the same slow client, one step earlier.
+        config.tls = self.tls().map(|tls| TlsConfig {
+            handshake_timeout: self.handshake_timeout,
+            ..tls
+        });
         config.resume_extension = !self.no_resume;
         config.send_batch_extension = !self.no_send_batch;
         config.max_db_bytes = self.max_db_mib.map(|mib| mib.saturating_mul(1 << 20));
@@ -267,5 +271,32 @@ mod tests {
         let secure = Listening { addr, tls: true };
         assert_eq!(plain.to_string(), "listening on 127.0.0.1:7070");
         assert_eq!(secure.to_string(), "listening on https://127.0.0.1:7070");
+    }
+
+    #[derive(clap::Parser)]
+    struct Command {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn the_handshake_timeout_also_bounds_the_tls_handshake() {
+        use clap::Parser;
+        let parsed = Command::try_parse_from([
+            "chat-server",
+            "--jwt-secret",
+            "s",
+            "--handshake-timeout",
+            "3s",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+        ])
+        .expect("flags parse");
+        let config = parsed.serve.config().expect("a secret");
+        assert_eq!(config.handshake_timeout, Duration::from_secs(3));
+        let tls = config.tls.expect("TLS is on");
+        assert_eq!(tls.handshake_timeout, Duration::from_secs(3));
     }
 }
