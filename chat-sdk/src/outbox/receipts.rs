@@ -128,8 +128,10 @@ pub(crate) async fn refresh_room(inner: &Inner, room: &RoomId) -> Result<(), Sto
     Ok(())
 }
 
-/// Adds the moves of the room's acknowledged messages that only the store follows, and
-/// notes when the store holds no more of them than memory does.
+/// Adds the moves of the room's acknowledged messages that only the store follows. The
+/// store reads only the rows these watermarks move, so a room stays cheap however many of
+/// its messages wait (a room where nobody reads); the room stays in this mode until the
+/// client is opened again.
 async fn untracked_moves(
     inner: &Inner,
     room: &RoomId,
@@ -137,47 +139,25 @@ async fn untracked_moves(
     moves: &mut Vec<(ClientId, MessageState)>,
 ) -> Result<(), StoreError> {
     let moving: std::collections::HashSet<ClientId> = moves.iter().map(|(id, _)| *id).collect();
-    let acknowledged = inner.store.awaiting_receipts_in(room.clone()).await?;
-    // Messages that will still wait for a receipt after these moves, counted in the store;
-    // the ones memory just moved to `Delivered` are among them.
-    let mut still_waiting = moves
-        .iter()
-        .filter(|(_, state)| matches!(state, MessageState::Delivered { .. }))
-        .count();
-    for message in &acknowledged {
+    let found = inner
+        .store
+        .receipt_moves_in(room.clone(), delivered, read)
+        .await?;
+    for message in found {
         if moving.contains(&message.client_id) {
             continue;
         }
-        let next = match &message.state {
-            MessageState::Sent { id, seq } | MessageState::Delivered { id, seq }
-                if *seq <= read =>
-            {
-                Some(MessageState::Read {
-                    id: id.clone(),
-                    seq: *seq,
-                })
+        let next = match message.state {
+            MessageState::Sent { id, seq } | MessageState::Delivered { id, seq } if seq <= read => {
+                Some(MessageState::Read { id, seq })
             }
-            MessageState::Sent { id, seq } if *seq <= delivered => Some(MessageState::Delivered {
-                id: id.clone(),
-                seq: *seq,
-            }),
+            MessageState::Sent { id, seq } if seq <= delivered => {
+                Some(MessageState::Delivered { id, seq })
+            }
             _ => None,
         };
-        match next {
-            Some(state) => {
-                if matches!(state, MessageState::Delivered { .. }) {
-                    still_waiting += 1;
-                }
-                moves.push((message.client_id, state));
-            }
-            None => still_waiting += 1,
-        }
-    }
-    let mut rooms = lock(&inner.rooms);
-    if let Some(view) = rooms.get_mut(room) {
-        let tracked = view.awaiting_delivery.len() + view.awaiting_read.len();
-        if still_waiting <= tracked {
-            view.untracked = false;
+        if let Some(state) = next {
+            moves.push((message.client_id, state));
         }
     }
     Ok(())

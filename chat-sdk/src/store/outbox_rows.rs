@@ -7,6 +7,15 @@ use super::{corrupt, seq_to_sql, Call, Store};
 use crate::error::StoreError;
 use crate::{MessageState, OutgoingMessage};
 
+/// See [`Store::receipt_moves_in`]: `?1` the room, `?2` the delivered watermark, `?3` the
+/// read one.
+const MOVED_BY_RECEIPTS: &str = "SELECT * FROM outbox
+     WHERE kind IN ('sent', 'delivered') AND room = ?1 AND seq <= ?3
+     UNION ALL
+     SELECT * FROM outbox
+     WHERE kind = 'sent' AND room = ?1 AND seq > ?3 AND seq <= ?2
+     ORDER BY seq";
+
 fn row_to_message(
     row: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<Result<OutgoingMessage, StoreError>> {
@@ -128,16 +137,24 @@ impl Store {
         })
     }
 
-    /// The acknowledged messages of `room` that receipts can still move (`Sent` or
-    /// `Delivered`), oldest first. A scan of the outbox: used only for a room with more of
-    /// them than the client follows in memory.
-    pub(crate) fn awaiting_receipts_in(&self, room: RoomId) -> Call<'_, Vec<OutgoingMessage>> {
+    /// The acknowledged messages of `room` that the watermarks `delivered` and `read` move
+    /// on, in `seq` order: `Sent` or `Delivered` at or below `read`, and `Sent` above it
+    /// and at or below `delivered`. Each half walks a partial index of the rows waiting for that receipt
+    /// from the room's lowest `seq`, and every row it reads moves, so the cost is what
+    /// moves, not what waits. Used for a room with more messages waiting than the client
+    /// follows in memory.
+    pub(crate) fn receipt_moves_in(
+        &self,
+        room: RoomId,
+        delivered: Seq,
+        read: Seq,
+    ) -> Call<'_, Vec<OutgoingMessage>> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT * FROM outbox WHERE kind IN ('sent', 'delivered') AND room = ?1
-                 ORDER BY position",
+            let mut stmt = conn.prepare_cached(MOVED_BY_RECEIPTS)?;
+            let rows = stmt.query_map(
+                params![room.as_str(), seq_to_sql(delivered), seq_to_sql(read)],
+                row_to_message,
             )?;
-            let rows = stmt.query_map([room.as_str()], row_to_message)?;
             rows.map(|row| row?).collect()
         })
     }
@@ -445,4 +462,35 @@ fn insert_within_capacity(
         serde_json::to_string(&message.state).map_err(corrupt)?,
     ])?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query plan of a receipt in a room past the tracking limit: each half walks its
+    /// partial index within the room (what moves), none reads the whole outbox.
+    #[test]
+    fn receipts_past_the_tracking_limit_read_only_the_rows_they_move() {
+        let mut conn = rusqlite::Connection::open_in_memory().expect("open");
+        super::super::schema::migrate(&mut conn).expect("migrates");
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {MOVED_BY_RECEIPTS}"))
+            .expect("plan");
+        let details: Vec<String> = stmt
+            .query_map(params!["r", 10, 5], |row| row.get::<_, String>(3))
+            .expect("plan rows")
+            .map(|row| row.expect("detail"))
+            .collect();
+        let plan = details.join("\n");
+        assert!(!plan.contains("SCAN outbox"), "{plan}");
+        assert!(
+            plan.contains("USING INDEX outbox_awaiting_read (room=? AND seq<?)"),
+            "{plan}"
+        );
+        assert!(
+            plan.contains("USING INDEX outbox_awaiting_delivery (room=? AND seq>? AND seq<?)"),
+            "{plan}"
+        );
+    }
 }

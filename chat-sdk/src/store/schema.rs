@@ -43,8 +43,18 @@ CREATE TABLE IF NOT EXISTS rooms (
 "
 );
 
+/// Version 2: the messages waiting for a receipt, by room and `seq`, one partial index per
+/// receipt a message waits for. Memory follows at most `receipt_tracking` of them per room;
+/// past it (a room where nobody reads) a receipt finds the rows it moves through these
+/// indexes instead of reading every acknowledged message of the room.
+const VERSION_2: &str = "
+CREATE INDEX IF NOT EXISTS outbox_awaiting_delivery ON outbox (room, seq) WHERE kind = 'sent';
+CREATE INDEX IF NOT EXISTS outbox_awaiting_read ON outbox (room, seq)
+    WHERE kind IN ('sent', 'delivered');
+";
+
 /// Each entry moves the schema one version up (entry `i` makes version `i + 1`).
-const MIGRATIONS: &[&str] = &[VERSION_1];
+const MIGRATIONS: &[&str] = &[VERSION_1, VERSION_2];
 
 /// The newest version this SDK reads.
 fn supported() -> i64 {
